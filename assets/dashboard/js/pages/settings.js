@@ -1,0 +1,94 @@
+// Account settings: profile and password. The #api-keys and #security-activity sections
+// of the template are filled by their own modules.
+import { api } from '../api.js';
+import { cloneTemplate, setTitle } from '../dom.js';
+import {
+  clearErrors, setBusy, showApiError, showFieldError, trimmedValue,
+} from '../forms.js';
+import { getAccount, setAccount } from '../session.js';
+
+function fillProfile(form, account) {
+  form.querySelector('#profile-email').value = account.email;
+  form.elements.firstName.value = account.firstName || '';
+  form.elements.lastName.value = account.lastName || '';
+  form.elements.picture.value = account.picture || '';
+}
+
+function setupProfile(root) {
+  const form = root.querySelector('#profile-form');
+  const general = root.querySelector('#profile-error');
+  const status = root.querySelector('#profile-status');
+  const submit = root.querySelector('#profile-save');
+
+  fillProfile(form, getAccount());
+  form.addEventListener('input', () => {
+    status.textContent = '';
+  });
+
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    clearErrors(form, general);
+    status.textContent = '';
+    setBusy(submit, true, 'Saving…');
+    try {
+      const account = await api.patch('/account', {
+        firstName: trimmedValue(form, 'firstName') || null,
+        lastName: trimmedValue(form, 'lastName') || null,
+        picture: trimmedValue(form, 'picture') || null,
+      });
+      setAccount(account);
+      fillProfile(form, account);
+      status.textContent = 'Profile saved';
+    } catch (error) {
+      showApiError(form, error, general);
+    } finally {
+      setBusy(submit, false);
+    }
+  });
+}
+
+function setupPassword(root) {
+  const form = root.querySelector('#password-form');
+  const general = root.querySelector('#password-error');
+  const status = root.querySelector('#password-status');
+  const submit = root.querySelector('#password-submit');
+
+  form.addEventListener('input', () => {
+    status.textContent = '';
+  });
+
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    clearErrors(form, general);
+    status.textContent = '';
+
+    const { currentPassword, newPassword, newPasswordConfirm } = form.elements;
+    if (newPasswordConfirm.value !== newPassword.value) {
+      showFieldError(newPasswordConfirm, 'The new passwords do not match.');
+      newPasswordConfirm.focus();
+      return;
+    }
+
+    setBusy(submit, true, 'Changing password…');
+    try {
+      await api.post('/account/password', {
+        currentPassword: currentPassword.value,
+        newPassword: newPassword.value,
+      });
+      form.reset();
+      status.textContent = 'Password changed. Other sessions were signed out.';
+    } catch (error) {
+      showApiError(form, error, general);
+    } finally {
+      setBusy(submit, false);
+    }
+  });
+}
+
+export function renderSettings(outlet) {
+  setTitle('Settings');
+  const page = cloneTemplate('tpl-settings');
+  setupProfile(page);
+  setupPassword(page);
+  outlet.append(page);
+}

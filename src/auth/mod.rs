@@ -1,0 +1,6 @@
+//! Who is calling: passwords, dashboard sessions, CSRF and the login limits.
+
+pub mod limits;
+pub mod password;
+pub mod session;
+pub mod token;

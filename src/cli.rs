@@ -1,0 +1,634 @@
+//! The command line (SPEC 6): clap definitions and the dispatch to each command.
+//! Results go to stdout, messages to stderr; exit 0 success, 1 failure, 2 usage error.
+
+use std::io::{BufRead, IsTerminal};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use ipnet::IpNet;
+
+use crate::accounts::{self, NewAccount};
+use crate::app::App;
+use crate::auth::{password, session};
+use crate::config::{self, Config};
+use crate::datadir;
+use crate::db::{self, Db, Durability, backup, migrations};
+use crate::error::{Error, Result};
+use crate::logging::{self, LogFormat, LogLevel};
+use crate::net::TrustedProxies;
+use crate::time::{iso_ms, now_ms};
+
+#[derive(Parser, Debug)]
+#[command(name = "jetrack", version, about = "Privacy-friendly, self-hosted web analytics")]
+pub struct Cli {
+    /// Where the database and backups live [default: the platform data directory, e.g. ~/.local/share/jetrack]
+    #[arg(long, global = true, env = "JETRACK_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log verbosity
+    #[arg(long, global = true, env = "JETRACK_LOG_LEVEL", value_enum, default_value = "info")]
+    pub log_level: LogLevel,
+    /// Log line format on stderr
+    #[arg(long, global = true, env = "JETRACK_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server
+    Serve(ServeArgs),
+    /// Manage accounts
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Write a consistent copy of the live database
+    Backup(BackupArgs),
+    /// Put a backup in place of the database (the server must be stopped)
+    Restore(RestoreArgs),
+    /// Check the database's integrity, schema version and the data directory
+    Check,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on
+    #[arg(long, env = "JETRACK_LISTEN", default_value = "127.0.0.1:8420")]
+    pub listen: SocketAddr,
+    /// The URL people use to reach this server [default: http:// + the listen address]
+    #[arg(long, env = "JETRACK_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Proxies whose X-Forwarded-For / X-Real-IP are believed (CIDR, repeatable or comma-separated) [default: loopback]
+    #[arg(long, env = "JETRACK_TRUSTED_PROXY", value_name = "CIDR", value_delimiter = ',', num_args = 1..)]
+    pub trusted_proxy: Vec<IpNet>,
+    /// Writes that may wait for the database writer before new ones are refused with 503
+    #[arg(long, env = "JETRACK_QUEUE_CAPACITY", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub queue_capacity: u32,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UsersCommand {
+    /// Create an account (prints a random password unless --password-stdin)
+    Add {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        first_name: Option<String>,
+        #[arg(long)]
+        last_name: Option<String>,
+        /// Read the password from the first line of standard input
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List accounts
+    List,
+    /// Set a new password and end the account's sessions
+    Passwd {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Delete an account and everything it owns
+    Remove {
+        #[arg(long)]
+        email: String,
+    },
+    /// Show or set an account's limits ("none" = unlimited)
+    Limits {
+        #[arg(long)]
+        email: String,
+        #[arg(long, value_name = "N|none", value_parser = parse_limit)]
+        pageviews_per_month: Option<Limit>,
+        #[arg(long, value_name = "N|none", value_parser = parse_limit)]
+        websites: Option<Limit>,
+    },
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Limit(Option<i64>);
+
+fn parse_limit(s: &str) -> std::result::Result<Limit, String> {
+    if s.eq_ignore_ascii_case("none") {
+        return Ok(Limit(None));
+    }
+    match s.parse::<i64>() {
+        Ok(n) if n >= 1 => Ok(Limit(Some(n))),
+        _ => Err("must be an integer ≥ 1 or \"none\"".into()),
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    /// Where to write the copy [default: DATA_DIR/backups/jetrack-<UTC timestamp>.db]; never overwritten
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Then delete all but the newest N backups in DATA_DIR/backups
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// The backup to restore
+    pub file: PathBuf,
+    /// Replace the files kept aside by an earlier restore
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Parses the command line, runs the command and turns its outcome into an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_level, cli.log_format);
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("error: internal error: {info}");
+    }));
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let data_dir = datadir::resolve(cli.data_dir);
+    match runtime.block_on(run(cli.command, data_dir)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e.to_string()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+async fn run(command: Command, data_dir: PathBuf) -> Result<()> {
+    match command {
+        Command::Serve(args) => serve(args, data_dir).await,
+        Command::Users(cmd) => users(cmd, &data_dir).await,
+        Command::Backup(args) => backup_cmd(args, &data_dir),
+        Command::Restore(args) => restore_cmd(args, &data_dir),
+        Command::Check => check(&data_dir),
+    }
+}
+
+fn open_db(data_dir: &Path) -> Result<Db> {
+    datadir::ensure(data_dir)?;
+    Db::open(data_dir, 1024).map_err(|e| match e {
+        Error::SchemaTooNew { .. } => e,
+        other => Error::Internal(format!(
+            "cannot open the database in {}: {other}",
+            data_dir.display()
+        )),
+    })
+}
+
+async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<()> {
+    datadir::ensure(&data_dir)?;
+    let _lock = datadir::lock(&data_dir)?;
+    let public_url = args
+        .public_url
+        .as_deref()
+        .map(config::parse_public_url)
+        .transpose()
+        .map_err(Error::Internal)?;
+    let mut config = Config::new(data_dir.clone(), args.listen);
+    if let Some(url) = &public_url {
+        config.public_url = url.clone();
+    }
+    if !args.trusted_proxy.is_empty() {
+        config.trusted_proxies = TrustedProxies::new(args.trusted_proxy);
+    }
+    config.queue_capacity = args.queue_capacity as usize;
+
+    let db = Db::open(&data_dir, config.queue_capacity)?;
+    let listener = crate::server::bind(config.listen).await?;
+    let config = config.bound_to(listener.local_addr()?, public_url.is_some());
+    for warning in config.login_warnings() {
+        tracing::warn!("{warning}");
+    }
+    let app = App::new(config, db.clone());
+
+    if db.read(accounts::count).await? == 0 {
+        let token = crate::auth::token::random_hex32();
+        *app.setup_token.lock().expect("not poisoned") = Some(token.clone());
+        // Printed once, to stdout and not through the logger: the one place a secret is shown.
+        println!(
+            "No account exists yet. Create the first one here:\n  {}/setup?token={token}",
+            app.config.public_url
+        );
+    }
+    tracing::info!(
+        data_dir = %data_dir.display(),
+        sqlite = db::sqlite_version(),
+        "listening on http://{}",
+        app.config.listen
+    );
+
+    let sweeper = spawn_sweeper(app.clone());
+    crate::server::serve(app, listener, shutdown_signal()).await;
+    sweeper.abort();
+    tracing::info!("draining the write queue");
+    db.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Clears expired sessions and stale rate-limit state every ten minutes.
+fn spawn_sweeper(app: App) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+        loop {
+            every.tick().await;
+            app.login_limits.sweep();
+            let now = now_ms();
+            if let Err(e) = app
+                .db
+                .write(Durability::Normal, move |c| session::purge_expired(c, now))
+                .await
+            {
+                tracing::warn!(error = %e, "could not purge expired sessions");
+            }
+        }
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
+
+/// The password for `users add` / `users passwd`: from stdin, or generated and printed once.
+fn password_from(stdin: bool) -> Result<(String, bool)> {
+    if !stdin {
+        let generated = crate::auth::token::random_hex32()[..24].to_string();
+        return Ok((generated, true));
+    }
+    let input = std::io::stdin();
+    if input.is_terminal() {
+        eprintln!("Password (one line, at least {} characters):", accounts::MIN_PASSWORD_LEN);
+    }
+    let mut line = String::new();
+    input.lock().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\n', '\r']).to_string();
+    accounts::validate_password("password", &password).map_err(Error::invalid)?;
+    Ok((password, false))
+}
+
+fn invalid_line(e: Error) -> Error {
+    match e {
+        Error::Invalid { errors, .. } => Error::Internal(errors.join("; ")),
+        other => other,
+    }
+}
+
+async fn account_by_email(db: &Db, email: &str) -> Result<accounts::Account> {
+    let email = email.to_string();
+    let lookup = email.clone();
+    db.read(move |c| accounts::by_email(c, &lookup))
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no account with the email {email}")))
+}
+
+async fn users(cmd: UsersCommand, data_dir: &Path) -> Result<()> {
+    // Validate what the command line gave before touching the database.
+    let email = match &cmd {
+        UsersCommand::Add { email, .. } => {
+            Some(accounts::validate_email(email).map_err(Error::Internal)?)
+        }
+        UsersCommand::Passwd { email, .. }
+        | UsersCommand::Remove { email }
+        | UsersCommand::Limits { email, .. } => Some(email.trim().to_string()),
+        UsersCommand::List => None,
+    };
+    let db = open_db(data_dir)?;
+    let outcome = users_with(cmd, &db, email.unwrap_or_default()).await;
+    db.shutdown().await;
+    outcome
+}
+
+async fn users_with(cmd: UsersCommand, db: &Db, email: String) -> Result<()> {
+    match cmd {
+        UsersCommand::Add {
+            first_name,
+            last_name,
+            password_stdin,
+            ..
+        } => {
+            let first = first_name
+                .map(|v| accounts::validate_name("--first-name", &v))
+                .transpose()
+                .map_err(Error::Internal)?
+                .flatten();
+            let last = last_name
+                .map(|v| accounts::validate_name("--last-name", &v))
+                .transpose()
+                .map_err(Error::Internal)?
+                .flatten();
+            let (pass, generated) = password_from(password_stdin).map_err(invalid_line)?;
+            let hash = password::hash_async(pass.clone()).await?;
+            let now = now_ms();
+            let new = NewAccount {
+                email,
+                first_name: first,
+                last_name: last,
+            };
+            let account = db
+                .write(Durability::Full, move |c| accounts::insert(c, new, hash, now))
+                .await?;
+            println!("Created account {} ({})", account.email, account.id);
+            if generated {
+                println!("Password: {pass}");
+                eprintln!("This password is shown once; change it after the first login.");
+            }
+        }
+        UsersCommand::List => {
+            let list = db.read(accounts::list).await?;
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|a| {
+                    let name = [a.first_name.as_deref(), a.last_name.as_deref()]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    vec![
+                        a.id.clone(),
+                        a.email.clone(),
+                        if name.is_empty() { "-".into() } else { name },
+                        iso_ms(a.created_at),
+                        limit_text(a.limit_pageviews_per_month),
+                        limit_text(a.limit_websites),
+                    ]
+                })
+                .collect();
+            print_table(
+                &["ID", "EMAIL", "NAME", "CREATED", "PAGEVIEWS/MONTH", "WEBSITES"],
+                &rows,
+            );
+        }
+        UsersCommand::Passwd { password_stdin, .. } => {
+            let account = account_by_email(db, &email).await?;
+            let (pass, generated) = password_from(password_stdin).map_err(invalid_line)?;
+            let hash = password::hash_async(pass.clone()).await?;
+            let id = account.id.clone();
+            let ended = db
+                .write(Durability::Full, move |c| {
+                    accounts::set_password_hash(c, &id, &hash)?;
+                    session::delete_for_account(c, &id, None)
+                })
+                .await?;
+            println!("Password changed for {}; {ended} session(s) ended", account.email);
+            if generated {
+                println!("Password: {pass}");
+            }
+        }
+        UsersCommand::Remove { .. } => {
+            let account = account_by_email(db, &email).await?;
+            let id = account.id.clone();
+            db.write(Durability::Full, move |c| accounts::remove(c, &id))
+                .await?;
+            println!("Removed account {} ({})", account.email, account.id);
+        }
+        UsersCommand::Limits {
+            pageviews_per_month,
+            websites,
+            ..
+        } => {
+            let account = account_by_email(db, &email).await?;
+            let id = account.id.clone();
+            let account = db
+                .write(Durability::Full, move |c| {
+                    accounts::set_limits(
+                        c,
+                        &id,
+                        pageviews_per_month.map(|l| l.0),
+                        websites.map(|l| l.0),
+                    )
+                })
+                .await?;
+            println!(
+                "{}: pageviews per month {}, websites {}",
+                account.email,
+                limit_text(account.limit_pageviews_per_month),
+                limit_text(account.limit_websites)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn limit_text(limit: Option<i64>) -> String {
+    limit.map_or_else(|| "unlimited".into(), |n| n.to_string())
+}
+
+/// A plain aligned table for the terminal.
+pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(headers.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+fn existing_db(data_dir: &Path) -> Result<PathBuf> {
+    let path = data_dir.join(db::DB_FILE);
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(Error::NotFound(format!("no database at {}", path.display())))
+    }
+}
+
+fn backup_cmd(args: BackupArgs, data_dir: &Path) -> Result<()> {
+    let source = existing_db(data_dir)?;
+    let dest = match &args.output {
+        Some(out) => {
+            let folder = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            if !folder.is_dir() {
+                return Err(Error::NotFound(format!(
+                    "the folder {} does not exist",
+                    folder.display()
+                )));
+            }
+            if out.exists() {
+                return Err(Error::Conflict(format!(
+                    "{} already exists; a backup never overwrites a file",
+                    out.display()
+                )));
+            }
+            out.clone()
+        }
+        None => backup::default_backup_path(data_dir),
+    };
+    let conn = db::open_connection(&source, migrations::MIGRATIONS)?;
+    backup::vacuum_into(&conn, &dest).map_err(|e| match e {
+        Error::Io(io) => Error::Internal(format!(
+            "cannot write {}: {}",
+            dest.display(),
+            datadir::plain(&io)
+        )),
+        other => other,
+    })?;
+    println!("{}", dest.display());
+    if let Some(keep) = args.keep {
+        for gone in backup::prune(data_dir, keep as usize)? {
+            eprintln!("deleted old backup {}", gone.display());
+        }
+    }
+    Ok(())
+}
+
+fn restore_cmd(args: RestoreArgs, data_dir: &Path) -> Result<()> {
+    if !args.file.is_file() {
+        return Err(Error::NotFound(format!("no backup file at {}", args.file.display())));
+    }
+    datadir::ensure(data_dir)?;
+    let _lock = datadir::lock(data_dir).map_err(|e| match e {
+        Error::Conflict(_) => Error::Conflict(format!(
+            "a jetrack server is using {}; stop it before restoring",
+            data_dir.display()
+        )),
+        other => other,
+    })?;
+    let probe = db::open_read_only(&args.file)
+        .and_then(|c| migrations::ensure_not_newer(&c, migrations::MIGRATIONS))
+        .map_err(|e| match e {
+            Error::SchemaTooNew { .. } => e,
+            other => Error::Internal(format!(
+                "{} is not a usable jetrack database: {other}",
+                args.file.display()
+            )),
+        })?;
+    let _ = probe;
+    let target = data_dir.join(db::DB_FILE);
+    backup::restore(&args.file, &target, args.force)?;
+    println!("{}", target.display());
+    if target.with_extension("db.before-restore").exists() || backup::aside_path(&target).exists() {
+        eprintln!(
+            "the previous database was kept as {}",
+            backup::aside_path(&target).display()
+        );
+    }
+    Ok(())
+}
+
+fn check(data_dir: &Path) -> Result<()> {
+    let mut problems = Vec::new();
+    let mut report = |ok: bool, line: String| {
+        println!("{} {line}", if ok { "ok  " } else { "FAIL" });
+        if !ok {
+            problems.push(line);
+        }
+    };
+    let version = db::sqlite_version();
+    report(
+        sqlite_at_least(version, (3, 51, 3)),
+        format!("SQLite {version} (bundled; needs ≥ 3.51.3)"),
+    );
+    match datadir::ensure(data_dir) {
+        Ok(()) => report(true, format!("data directory {} is writable", data_dir.display())),
+        Err(e) => report(false, e.to_string()),
+    }
+    let path = data_dir.join(db::DB_FILE);
+    if !path.exists() {
+        report(false, format!("no database at {}", path.display()));
+    } else {
+        match db::open_read_only(&path) {
+            Err(e) => report(false, format!("cannot open {}: {e}", path.display())),
+            Ok(conn) => {
+                match backup::integrity_problems(&conn) {
+                    Ok(p) if p.is_empty() => report(true, "integrity check passed".into()),
+                    Ok(p) => report(false, format!("integrity check failed: {}", p.join("; "))),
+                    Err(e) => report(false, format!("integrity check failed: {e}")),
+                }
+                let latest = migrations::latest_version(migrations::MIGRATIONS);
+                match migrations::schema_version(&conn) {
+                    Ok(v) if v == latest => report(true, format!("schema version {v} (current)")),
+                    Ok(v) if v < latest => report(
+                        true,
+                        format!("schema version {v}; `jetrack serve` will migrate it to {latest}"),
+                    ),
+                    Ok(v) => report(
+                        false,
+                        format!("schema version {v} is newer than this jetrack supports ({latest})"),
+                    ),
+                    Err(e) => report(false, format!("cannot read the schema version: {e}")),
+                }
+                let orphans: rusqlite::Result<i64> =
+                    conn.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0));
+                match orphans {
+                    Ok(0) => report(true, "foreign keys consistent".into()),
+                    Ok(n) => report(false, format!("{n} rows break foreign keys")),
+                    Err(e) => report(false, format!("foreign key check failed: {e}")),
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Internal(format!(
+            "check found {} problem(s): {}",
+            problems.len(),
+            problems.join("; ")
+        )))
+    }
+}
+
+/// Compares a dotted SQLite version with a minimum.
+pub fn sqlite_at_least(version: &str, min: (u32, u32, u32)) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let v = (
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    );
+    v >= min
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_sqlite_is_recent_enough() {
+        assert!(sqlite_at_least(db::sqlite_version(), (3, 51, 3)), "{}", db::sqlite_version());
+        assert!(!sqlite_at_least("3.51.2", (3, 51, 3)));
+        assert!(sqlite_at_least("3.52.0", (3, 51, 3)));
+    }
+
+    #[test]
+    fn command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,113 @@
+//! The server's configuration, validated once at start.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::net::TrustedProxies;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Scheme, host and port the dashboard and snippets use, without a trailing slash.
+    pub public_url: String,
+    pub trusted_proxies: TrustedProxies,
+    pub queue_capacity: usize,
+    pub login_attempts_per_minute: u32,
+}
+
+impl Config {
+    /// The defaults of `jetrack serve`, for a data dir; tests start from here.
+    pub fn new(data_dir: PathBuf, listen: SocketAddr) -> Config {
+        Config {
+            data_dir,
+            listen,
+            public_url: format!("http://{listen}"),
+            trusted_proxies: TrustedProxies::loopback(),
+            queue_capacity: 10_000,
+            login_attempts_per_minute: 10,
+        }
+    }
+
+    pub fn is_https(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+
+    /// Once the real port is known (`--listen …:0`), a default public URL follows it.
+    pub fn bound_to(mut self, actual: SocketAddr, public_url_given: bool) -> Config {
+        self.listen = actual;
+        if !public_url_given {
+            self.public_url = format!("http://{actual}");
+        }
+        self
+    }
+
+    /// Settings that would break login in a browser, as warnings for the operator.
+    pub fn login_warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let loopback = self.listen.ip().is_loopback();
+        let public_host = url::Url::parse(&self.public_url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_default();
+        let public_is_local = matches!(public_host.as_str(), "localhost" | "127.0.0.1" | "[::1]");
+        if self.is_https() && !loopback {
+            warnings.push(format!(
+                "--public-url is https but jetrack listens on {} without TLS: the session cookie is \
+                 Secure, so log in through {} (a TLS proxy), not over plain http",
+                self.listen, self.public_url
+            ));
+        }
+        if loopback && !public_is_local && !self.is_https() {
+            warnings.push(format!(
+                "jetrack listens on {} only, but --public-url is {}: browsers elsewhere can reach it \
+                 only through a proxy on this machine",
+                self.listen, self.public_url
+            ));
+        }
+        if !loopback && public_is_local {
+            warnings.push(format!(
+                "jetrack listens on {} but --public-url is {}: snippets and links will point at \
+                 localhost; set --public-url to the address people use",
+                self.listen, self.public_url
+            ));
+        }
+        warnings
+    }
+}
+
+/// Parses and normalises `--public-url`: an absolute http(s) URL, kept as its origin.
+pub fn parse_public_url(raw: &str) -> Result<String, String> {
+    let url = url::Url::parse(raw.trim())
+        .map_err(|e| format!("--public-url: not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("--public-url: must start with http:// or https://".into());
+    }
+    if url.host_str().is_none() {
+        return Err("--public-url: must name a host".into());
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err("--public-url: must be an origin without a path (serving under a sub-path is not supported)".into());
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_url_is_kept_as_its_origin() {
+        assert_eq!(
+            parse_public_url("https://Stats.Example.com/").unwrap(),
+            "https://stats.example.com"
+        );
+        assert_eq!(
+            parse_public_url("http://127.0.0.1:8420").unwrap(),
+            "http://127.0.0.1:8420"
+        );
+        assert!(parse_public_url("ftp://x").is_err());
+        assert!(parse_public_url("https://x.com/stats").is_err());
+        assert!(parse_public_url("nonsense").is_err());
+    }
+}

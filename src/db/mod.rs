@@ -1,0 +1,143 @@
+//! The database: bundled SQLite in WAL mode, one writer thread, a pool of readers.
+
+pub mod backup;
+pub mod migrations;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::{Error, Result};
+use migrations::Migration;
+pub use writer::Durability;
+
+pub const DB_FILE: &str = "jetrack.db";
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+const READERS: u32 = 8;
+
+pub type Pool = r2d2::Pool<SqliteConnectionManager>;
+
+/// Pragmas every connection gets. `synchronous` is NORMAL here; the writer raises it to FULL
+/// for the transactions that must be durable when confirmed (accounts, sessions, keys).
+pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.execute_batch(
+        "PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA synchronous = NORMAL;",
+    )
+}
+
+/// Opens a connection, refusing a database from a newer version before changing anything,
+/// then switches it to WAL and applies the pragmas.
+pub fn open_connection(path: &Path, migrations: &[Migration]) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    migrations::ensure_not_newer(&conn, migrations)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::Internal(format!("could not switch the database to WAL (got {mode})")));
+    }
+    configure(&conn)?;
+    Ok(conn)
+}
+
+/// Opens an existing database read-only, without creating or migrating anything.
+pub fn open_read_only(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
+/// The SQLite library version compiled into the executable.
+pub fn sqlite_version() -> &'static str {
+    rusqlite::version()
+}
+
+/// Shared handle to the database: cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    path: PathBuf,
+    pool: Pool,
+    writer: writer::Writer,
+}
+
+impl Db {
+    /// Opens (creating when missing) `DATA_DIR/jetrack.db`, migrates it, starts the writer.
+    pub fn open(data_dir: &Path, queue_capacity: usize) -> Result<Db> {
+        Self::open_with(data_dir, queue_capacity, migrations::MIGRATIONS)
+    }
+
+    pub fn open_with(
+        data_dir: &Path,
+        queue_capacity: usize,
+        migrations: &[Migration],
+    ) -> Result<Db> {
+        let path = data_dir.join(DB_FILE);
+        let conn = open_connection(&path, migrations)?;
+        migrations::migrate(&conn, migrations, &data_dir.join(backup::BACKUP_DIR))?;
+        let manager = SqliteConnectionManager::file(&path).with_init(|c| {
+            configure(c)?;
+            c.execute_batch("PRAGMA query_only = ON;")
+        });
+        let pool = r2d2::Pool::builder()
+            .max_size(READERS)
+            .min_idle(Some(1))
+            .build(manager)?;
+        let writer = writer::Writer::start(conn, queue_capacity)?;
+        Ok(Db { path, pool, writer })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs a read on a pooled connection off the async runtime.
+    pub async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.get()?;
+            f(&conn)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("reader task failed: {e}")))?
+    }
+
+    /// Runs a read on the calling thread (for commands and blocking contexts).
+    pub fn read_blocking<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = self.pool.get()?;
+        f(&conn)
+    }
+
+    /// Runs `f` inside a write transaction on the writer thread; answers after the commit.
+    pub async fn write<T, F>(&self, durability: Durability, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.writer.submit(durability, f).await
+    }
+
+    /// Like [`Db::write`] without waiting for the answer; failures are logged.
+    pub fn write_detached<F>(&self, f: F)
+    where
+        F: FnOnce(&Connection) -> Result<()> + Send + 'static,
+    {
+        self.writer.submit_detached(f);
+    }
+
+    /// Commits everything queued, then stops the writer. Later writes fail with 503.
+    pub async fn shutdown(&self) {
+        self.writer.shutdown().await;
+    }
+}

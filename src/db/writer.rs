@@ -1,0 +1,287 @@
+//! The single writer: one thread owns the write connection and commits whatever is queued as
+//! soon as its previous commit finishes (group commit). Each job runs in its own savepoint, so
+//! one failing job never takes the others of its batch down. Callers hear back after COMMIT.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, Result};
+
+/// How a write must survive a power loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Synced to disk before the caller hears back (`synchronous = FULL`): accounts, sessions, keys.
+    Full,
+    /// Survives a process crash at once and a power loss within a second (`synchronous = NORMAL`
+    /// plus a checkpoint every second): ingestion and bookkeeping.
+    Normal,
+}
+
+const MAX_BATCH: usize = 4096;
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+
+type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Run = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
+
+enum Msg {
+    Job { durability: Durability, run: Run },
+    Tick,
+    Shutdown(oneshot::Sender<()>),
+}
+
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Msg>,
+}
+
+fn shutting_down() -> Error {
+    Error::Unavailable {
+        message: "The server is shutting down".into(),
+        retry_after: 5,
+    }
+}
+
+impl Writer {
+    pub fn start(conn: Connection, capacity: usize) -> Result<Writer> {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        thread::Builder::new()
+            .name("db-writer".into())
+            .spawn(move || run(conn, rx))?;
+        let writer = Writer { tx };
+        writer.start_ticker();
+        Ok(writer)
+    }
+
+    /// Wakes the writer every second so that a quiet database still gets its sync.
+    fn start_ticker(&self) {
+        let tx = self.tx.downgrade();
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        handle.spawn(async move {
+            let mut every = tokio::time::interval(SYNC_EVERY);
+            loop {
+                every.tick().await;
+                let Some(tx) = tx.upgrade() else { return };
+                if tx.try_send(Msg::Tick).is_err() && tx.is_closed() {
+                    return;
+                }
+            }
+        });
+    }
+
+    fn job<T, F>(durability: Durability, f: F) -> (Msg, oneshot::Receiver<Result<T>>)
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let run: Run = Box::new(move |conn| {
+            let outcome = f(conn);
+            let ok = outcome.is_ok();
+            let reply: Reply = Box::new(move |commit| {
+                let answer = match commit {
+                    Ok(()) => outcome,
+                    Err(e) if ok => Err(Error::Internal(format!("commit failed: {e}"))),
+                    Err(_) => outcome,
+                };
+                let _ = reply_tx.send(answer);
+            });
+            (ok, reply)
+        });
+        (Msg::Job { durability, run }, reply_rx)
+    }
+
+    pub async fn submit<T, F>(&self, durability: Durability, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (msg, reply) = Self::job(durability, f);
+        self.tx.send(msg).await.map_err(|_| shutting_down())?;
+        reply.await.map_err(|_| shutting_down())?
+    }
+
+    pub fn submit_detached<F>(&self, f: F)
+    where
+        F: FnOnce(&Connection) -> Result<()> + Send + 'static,
+    {
+        let (msg, reply) = Self::job(Durability::Normal, f);
+        if self.tx.try_send(msg).is_err() {
+            tracing::warn!("write queue full or closed; skipped a bookkeeping write");
+            return;
+        }
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                if let Ok(Err(e)) = reply.await {
+                    tracing::warn!(error = %e, "background write failed");
+                }
+            });
+        }
+    }
+
+    pub async fn shutdown(&self) {
+        let (done_tx, done_rx) = oneshot::channel();
+        if self.tx.send(Msg::Shutdown(done_tx)).await.is_ok() {
+            let _ = done_rx.await;
+        }
+    }
+}
+
+fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>) {
+    let mut last_sync = Instant::now();
+    let mut dirty = false;
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = Vec::new();
+        let mut stop = None;
+        match first {
+            Msg::Job { durability, run } => batch.push((durability, run)),
+            Msg::Tick => {}
+            Msg::Shutdown(done) => stop = Some(done),
+        }
+        while stop.is_none() && batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(Msg::Job { durability, run }) => batch.push((durability, run)),
+                Ok(Msg::Tick) => {}
+                Ok(Msg::Shutdown(done)) => stop = Some(done),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            commit_batch(&conn, batch);
+            dirty = true;
+        }
+        if let Some(done) = stop {
+            // Answer what raced in behind the shutdown, then close the queue for good.
+            rx.close();
+            let mut rest = Vec::new();
+            while let Ok(msg) = rx.try_recv() {
+                if let Msg::Job { durability, run } = msg {
+                    rest.push((durability, run));
+                }
+            }
+            if !rest.is_empty() {
+                commit_batch(&conn, rest);
+            }
+            checkpoint(&conn);
+            let _ = done.send(());
+            return;
+        }
+        if dirty && last_sync.elapsed() >= SYNC_EVERY {
+            checkpoint(&conn);
+            dirty = false;
+            last_sync = Instant::now();
+        }
+    }
+    checkpoint(&conn);
+}
+
+/// A passive checkpoint syncs the WAL, bounding what a power loss can take to about a second.
+fn checkpoint(conn: &Connection) {
+    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+        tracing::warn!(error = %e, "checkpoint failed");
+    }
+}
+
+fn commit_batch(conn: &Connection, batch: Vec<(Durability, Run)>) {
+    let durable = batch.iter().any(|(d, _)| *d == Durability::Full);
+    let result = (|| -> rusqlite::Result<Vec<Reply>> {
+        if durable {
+            conn.execute_batch("PRAGMA synchronous = FULL")?;
+        }
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let mut replies = Vec::with_capacity(batch.len());
+        for (_, run) in batch.into_iter() {
+            conn.execute_batch("SAVEPOINT job")?;
+            let (ok, reply) = run(conn);
+            if ok {
+                conn.execute_batch("RELEASE job")?;
+            } else {
+                conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            }
+            replies.push(reply);
+        }
+        Ok(replies)
+    })();
+    let replies = match result {
+        Ok(replies) => replies,
+        Err(e) => {
+            // Nothing was committed; the replies of jobs that ran are gone with the closure
+            // results, so callers see their channel closed and report 503.
+            let _ = conn.execute_batch("ROLLBACK");
+            tracing::error!(error = %e, "write batch failed before commit");
+            restore_sync(conn, durable);
+            return;
+        }
+    };
+    let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+    if commit.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    restore_sync(conn, durable);
+    for reply in replies {
+        reply(commit.clone());
+    }
+}
+
+fn restore_sync(conn: &Connection, durable: bool) {
+    if durable {
+        let _ = conn.execute_batch("PRAGMA synchronous = NORMAL");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer() -> (tempfile::TempDir, Writer, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (v INTEGER UNIQUE)")
+            .unwrap();
+        let w = Writer::start(conn, 64).unwrap();
+        (dir, w, path)
+    }
+
+    #[tokio::test]
+    async fn a_failing_job_does_not_undo_its_neighbours() {
+        let (_dir, w, path) = writer();
+        let mut handles = Vec::new();
+        for v in [1, 2, 1, 3] {
+            let w = w.clone();
+            handles.push(tokio::spawn(async move {
+                w.submit(Durability::Normal, move |c| {
+                    c.execute("INSERT INTO t (v) VALUES (?1)", [v])?;
+                    Ok(())
+                })
+                .await
+            }));
+        }
+        let mut failures = 0;
+        for h in handles {
+            if h.await.unwrap().is_err() {
+                failures += 1;
+            }
+        }
+        assert_eq!(failures, 1);
+        w.shutdown().await;
+        let conn = Connection::open(&path).unwrap();
+        let n: i64 = conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 3);
+    }
+
+    #[tokio::test]
+    async fn writes_after_shutdown_are_refused() {
+        let (_dir, w, _path) = writer();
+        w.shutdown().await;
+        let err = w
+            .submit(Durability::Full, |_| Ok(()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+    }
+}

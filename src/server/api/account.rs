@@ -1,0 +1,96 @@
+//! `/account`: the caller's own account (SPEC 2.4).
+
+use serde_json::json;
+
+use super::{Answer, Caller, Ctx};
+use crate::accounts::{self, ProfileChange};
+use crate::audit::{self, Action};
+use crate::auth::{password, session};
+use crate::db::Durability;
+use crate::error::{Error, Result};
+use crate::time::now_ms;
+
+pub async fn get(ctx: Ctx) -> Result<Answer> {
+    let id = ctx.caller()?.account().id.clone();
+    let account = ctx
+        .app
+        .db
+        .read(move |c| accounts::by_id(c, &id))
+        .await?
+        .ok_or(Error::Unauthorized)?;
+    Answer::ok(account.view())
+}
+
+pub async fn update(mut ctx: Ctx) -> Result<Answer> {
+    let mut body = ctx.json_object().await?;
+    let mut problems = Vec::new();
+    let mut change = ProfileChange::default();
+    for (field, slot) in [
+        ("firstName", &mut change.first_name),
+        ("lastName", &mut change.last_name),
+    ] {
+        if let Some(value) = body.nullable_string(field) {
+            match value.map_or(Ok(None), |v| accounts::validate_name(field, &v)) {
+                Ok(v) => *slot = Some(v),
+                Err(m) => problems.push(m),
+            }
+        }
+    }
+    if let Some(value) = body.nullable_string("picture") {
+        match value.map_or(Ok(None), |v| accounts::validate_picture(&v)) {
+            Ok(v) => change.picture = Some(v),
+            Err(m) => problems.push(m),
+        }
+    }
+    body.finish_with(problems)?;
+    let id = ctx.caller()?.account().id.clone();
+    let account = ctx
+        .app
+        .db
+        .write(Durability::Full, move |c| accounts::update_profile(c, &id, change))
+        .await?;
+    Answer::ok(account.view())
+}
+
+pub async fn change_password(mut ctx: Ctx) -> Result<Answer> {
+    let mut body = ctx.json_object().await?;
+    let current = body.required_string("currentPassword");
+    let new = body.required_string("newPassword");
+    let mut problems = Vec::new();
+    if let Some(new) = &new {
+        if let Err(m) = accounts::validate_password("newPassword", new) {
+            problems.push(m);
+        }
+    }
+    body.finish_with(problems)?;
+    let (Some(current), Some(new)) = (current, new) else {
+        return Err(Error::invalid("body: incomplete"));
+    };
+    let Caller::Session { session: live, .. } = ctx.caller()?;
+    let account_id = live.account.id.clone();
+    let keep = live.hash;
+    let id = account_id.clone();
+    let stored = ctx
+        .app
+        .db
+        .read(move |c| accounts::by_id(c, &id))
+        .await?
+        .map(|a| a.password_hash);
+    if !password::verify_async(current, stored).await {
+        return Err(Error::invalid("currentPassword: is incorrect"));
+    }
+    let hash = password::hash_async(new).await?;
+    let ip = ctx.client_ip;
+    let now = now_ms();
+    let ended = ctx
+        .app
+        .db
+        .write(Durability::Full, move |c| {
+            accounts::set_password_hash(c, &account_id, &hash)?;
+            let ended = session::delete_for_account(c, &account_id, Some(&keep))?;
+            audit::record(c, &account_id, Action::PasswordChanged, Some(ip), None, now)?;
+            Ok(ended)
+        })
+        .await?;
+    Answer::ok(json!({ "passwordChanged": true, "otherSessionsEnded": ended }))
+}

@@ -1,0 +1,157 @@
+//! `/auth/*`: the first account, logging in and out, the current session (SPEC 2.7).
+
+use http::StatusCode;
+use http::header::SET_COOKIE;
+use serde_json::json;
+
+use super::{Answer, Caller, Ctx};
+use crate::accounts::{self, NewAccount};
+use crate::audit::{self, Action};
+use crate::auth::{password, session, token::constant_time_eq};
+use crate::db::Durability;
+use crate::error::{Error, Result};
+use crate::time::now_ms;
+
+pub async fn setup_needed(ctx: Ctx) -> Result<Answer> {
+    let n = ctx.app.db.read(accounts::count).await?;
+    Answer::ok(json!({ "needed": n == 0 }))
+}
+
+pub async fn setup(mut ctx: Ctx) -> Result<Answer> {
+    let mut body = ctx.json_object().await?;
+    let token = body.required_string("token");
+    let email = body.required_string("email");
+    let pass = body.required_string("password");
+    let first = body.string("firstName");
+    let last = body.string("lastName");
+    let mut problems = Vec::new();
+    let email = email.and_then(|e| accounts::validate_email(&e).map_err(|m| problems.push(m)).ok());
+    if let Some(p) = &pass {
+        if let Err(m) = accounts::validate_password("password", p) {
+            problems.push(m);
+        }
+    }
+    let first = first.map_or(Ok(None), |v| accounts::validate_name("firstName", &v));
+    let last = last.map_or(Ok(None), |v| accounts::validate_name("lastName", &v));
+    let first = first.map_err(|m| problems.push(m)).ok().flatten();
+    let last = last.map_err(|m| problems.push(m)).ok().flatten();
+    body.finish_with(problems)?;
+    let (Some(token), Some(email), Some(pass)) = (token, email, pass) else {
+        return Err(Error::invalid("body: incomplete"));
+    };
+
+    let expected = ctx.app.setup_token.lock().expect("not poisoned").clone();
+    let Some(expected) = expected else {
+        return Err(Error::Forbidden("Setup is already complete; log in instead".into()));
+    };
+    if !constant_time_eq(expected.as_bytes(), token.as_bytes()) {
+        return Err(Error::Forbidden("The setup link is invalid or was already used".into()));
+    }
+    let hash = password::hash_async(pass).await?;
+    let now = now_ms();
+    let ip = ctx.client_ip;
+    let (account, session_token) = ctx
+        .app
+        .db
+        .write(Durability::Full, move |c| {
+            if accounts::count(c)? > 0 {
+                return Err(Error::Forbidden("Setup is already complete; log in instead".into()));
+            }
+            let new = NewAccount {
+                email,
+                first_name: first,
+                last_name: last,
+            };
+            let account = accounts::insert(c, new, hash, now)?;
+            let token = session::create(c, &account.id, now)?;
+            audit::record(c, &account.id, Action::Login, Some(ip), Some("setup"), now)?;
+            Ok((account, token))
+        })
+        .await?;
+    ctx.app.setup_token.lock().expect("not poisoned").take();
+    tracing::info!(account = %account.id, "first account created through the setup page");
+    Ok(Answer::with_status(
+        StatusCode::CREATED,
+        json!({ "account": account.view(), "csrfToken": session::csrf_token(&session_token) }),
+    )?
+    .header(SET_COOKIE, &ctx.app.cookie().set(&session_token)))
+}
+
+pub async fn login(mut ctx: Ctx) -> Result<Answer> {
+    if let Err(wait) = ctx.app.login_limits.attempt(ctx.client_ip) {
+        return Err(Error::TooManyRequests {
+            message: "Too many login attempts; try again later".into(),
+            retry_after: wait,
+        });
+    }
+    let mut body = ctx.json_object().await?;
+    let email = body.required_string("email");
+    let pass = body.required_string("password");
+    body.finish()?;
+    let (Some(email), Some(pass)) = (email, pass) else {
+        return Err(Error::invalid("body: incomplete"));
+    };
+    let delay = ctx.app.login_limits.delay_for(&email);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let lookup = email.clone();
+    let account = ctx
+        .app
+        .db
+        .read(move |c| accounts::by_email(c, &lookup))
+        .await?;
+    let ok = password::verify_async(pass, account.as_ref().map(|a| a.password_hash.clone())).await;
+    let now = now_ms();
+    let ip = ctx.client_ip;
+    let Some(account) = account.filter(|_| ok) else {
+        ctx.app.login_limits.failed(&email);
+        if let Some(account) = ctx.app.db.read(move |c| accounts::by_email(c, &email)).await? {
+            let id = account.id;
+            ctx.app.db.write_detached(move |c| {
+                audit::record(c, &id, Action::LoginFailed, Some(ip), None, now)
+            });
+        }
+        return Err(Error::BadCredentials);
+    };
+    ctx.app.login_limits.succeeded(&email);
+    let id = account.id.clone();
+    let token = ctx
+        .app
+        .db
+        .write(Durability::Full, move |c| {
+            let token = session::create(c, &id, now)?;
+            audit::record(c, &id, Action::Login, Some(ip), None, now)?;
+            Ok(token)
+        })
+        .await?;
+    Ok(Answer::ok(json!({
+        "account": account.view(),
+        "csrfToken": session::csrf_token(&token),
+    }))?
+    .header(SET_COOKIE, &ctx.app.cookie().set(&token)))
+}
+
+pub async fn logout(ctx: Ctx) -> Result<Answer> {
+    let Caller::Session { session: live, .. } = ctx.caller()?;
+    let hash = live.hash;
+    let id = live.account.id.clone();
+    let ip = ctx.client_ip;
+    let now = now_ms();
+    ctx.app
+        .db
+        .write(Durability::Full, move |c| {
+            session::delete(c, &hash)?;
+            audit::record(c, &id, Action::Logout, Some(ip), None, now)
+        })
+        .await?;
+    Ok(Answer::ok(json!({ "loggedOut": true }))?.header(SET_COOKIE, &ctx.app.cookie().clear()))
+}
+
+pub async fn current(ctx: Ctx) -> Result<Answer> {
+    let Caller::Session { token, session: live } = ctx.caller()?;
+    Answer::ok(json!({
+        "account": live.account.view(),
+        "csrfToken": session::csrf_token(token),
+    }))
+}

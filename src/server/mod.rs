@@ -1,0 +1,133 @@
+//! The HTTP server: one accept loop, one service wrapper that adds the peer address, the
+//! security headers and the access log, and the warp routes behind it.
+
+pub mod api;
+pub mod pages;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderValue};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tower_service::Service;
+use warp::Filter;
+
+use crate::app::App;
+use crate::net::PeerAddr;
+
+/// Slow clients get this long to send their request headers, and an idle keep-alive
+/// connection is closed after it too.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// In-flight requests get this long to finish at shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The route template a response came from, for the access log.
+#[derive(Clone, Copy, Debug)]
+pub struct RouteTemplate(pub &'static str);
+
+pub const CSP: &str =
+    "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+
+pub fn routes(app: App) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone {
+    api::filter(app.clone())
+        .or(pages::filter(app))
+        .unify()
+        .recover(pages::not_found)
+        .unify()
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish.
+pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    let filter = routes(app);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let svc = warp::service(filter.clone());
+        let conn_service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+            let started = Instant::now();
+            let method = req.method().clone();
+            req.extensions_mut().insert(PeerAddr(peer));
+            let mut svc = svc.clone();
+            async move {
+                let Ok(mut resp) = svc.call(req).await;
+                finish(&mut resp, &method, started);
+                Ok::<_, Infallible>(resp)
+            }
+        });
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .keep_alive(true);
+        let builder = builder.http1_only();
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), conn_service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+        tracing::warn!("some requests did not finish in time at shutdown");
+    }
+}
+
+/// Security headers on every response, and the access line. The line holds the method, the
+/// route template, the status and the duration: never a client address, header or query.
+fn finish(resp: &mut warp::reply::Response, method: &http::Method, started: Instant) {
+    let is_html = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    let headers = resp.headers_mut();
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if is_html {
+        headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        headers
+            .entry(header::REFERRER_POLICY)
+            .or_insert(HeaderValue::from_static("strict-origin-when-cross-origin"));
+    }
+    let route = resp
+        .extensions()
+        .get::<RouteTemplate>()
+        .map_or("(unmatched)", |t| t.0);
+    tracing::info!(
+        target: "jetrack::access",
+        method = %method,
+        route,
+        status = resp.status().as_u16(),
+        ms = format_args!("{:.1}", started.elapsed().as_secs_f64() * 1000.0),
+        "request"
+    );
+}
+
+/// Binds the listen address, reporting a clear error instead of panicking.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+    })
+}
