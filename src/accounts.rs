@@ -129,7 +129,9 @@ pub fn validate_password(field: &str, password: &str) -> std::result::Result<(),
 pub fn validate_name(field: &str, raw: &str) -> std::result::Result<Option<String>, String> {
     let name = raw.trim();
     if name.chars().count() > MAX_NAME_LEN {
-        return Err(format!("{field}: must be at most {MAX_NAME_LEN} characters"));
+        return Err(format!(
+            "{field}: must be at most {MAX_NAME_LEN} characters"
+        ));
     }
     if name.chars().any(char::is_control) {
         return Err(format!("{field}: must not contain control characters"));
@@ -144,7 +146,9 @@ pub fn validate_picture(raw: &str) -> std::result::Result<Option<String>, String
         return Ok(None);
     }
     if url.len() > MAX_PICTURE_LEN {
-        return Err(format!("picture: must be at most {MAX_PICTURE_LEN} characters"));
+        return Err(format!(
+            "picture: must be at most {MAX_PICTURE_LEN} characters"
+        ));
     }
     let lower = url.to_ascii_lowercase();
     let rest = lower
@@ -183,13 +187,20 @@ pub fn by_email(conn: &Connection, email: &str) -> Result<Option<Account>> {
 }
 
 pub fn list(conn: &Connection) -> Result<Vec<Account>> {
-    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM accounts ORDER BY created_at, email"))?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM accounts ORDER BY created_at, email"
+    ))?;
     let rows = stmt.query_map([], Account::from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Inserts an account; the operator vouches for its email, so it is verified at once.
-pub fn insert(conn: &Connection, new: NewAccount, password_hash: String, now: i64) -> Result<Account> {
+pub fn insert(
+    conn: &Connection,
+    new: NewAccount,
+    password_hash: String,
+    now: i64,
+) -> Result<Account> {
     if by_email(conn, &new.email)?.is_some() {
         return Err(Error::Conflict(format!(
             "An account with the email {} already exists",
@@ -278,7 +289,9 @@ mod tests {
     fn email_validation() {
         assert_eq!(validate_email(" a@b.co ").unwrap(), "a@b.co");
         assert!(validate_email("admin@localhost").is_ok());
-        for bad in ["", "plain", "@b.co", "a@", "a@b", "a b@c.de", "a@@b.co", "a@.b.co"] {
+        for bad in [
+            "", "plain", "@b.co", "a@", "a@b", "a b@c.de", "a@@b.co", "a@.b.co",
+        ] {
             assert!(validate_email(bad).is_err(), "{bad} should be refused");
         }
     }
@@ -300,6 +313,10 @@ mod tests {
     fn picture_must_be_http() {
         assert!(validate_picture("javascript:alert(1)").is_err());
         assert_eq!(validate_picture("").unwrap(), None);
-        assert!(validate_picture("https://example.com/me.png").unwrap().is_some());
+        assert!(
+            validate_picture("https://example.com/me.png")
+                .unwrap()
+                .is_some()
+        );
     }
 }

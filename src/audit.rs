@@ -63,11 +63,17 @@ mod tests {
 
     #[test]
     fn addresses_are_cut_to_their_network() {
-        assert_eq!(truncate_ip("203.0.113.77".parse().unwrap()), "203.0.113.0/24");
+        assert_eq!(
+            truncate_ip("203.0.113.77".parse().unwrap()),
+            "203.0.113.0/24"
+        );
         assert_eq!(
             truncate_ip("2001:db8:abcd:12::1".parse().unwrap()),
             "2001:db8:abcd::/48"
         );
-        assert_eq!(truncate_ip("::ffff:10.1.2.3".parse().unwrap()), "10.1.2.0/24");
+        assert_eq!(
+            truncate_ip("::ffff:10.1.2.3".parse().unwrap()),
+            "10.1.2.0/24"
+        );
     }
 }

@@ -21,16 +21,32 @@ use crate::net::TrustedProxies;
 use crate::time::{iso_ms, now_ms};
 
 #[derive(Parser, Debug)]
-#[command(name = "jetrack", version, about = "Privacy-friendly, self-hosted web analytics")]
+#[command(
+    name = "jetrack",
+    version,
+    about = "Privacy-friendly, self-hosted web analytics"
+)]
 pub struct Cli {
     /// Where the database and backups live [default: the platform data directory, e.g. ~/.local/share/jetrack]
     #[arg(long, global = true, env = "JETRACK_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Log verbosity
-    #[arg(long, global = true, env = "JETRACK_LOG_LEVEL", value_enum, default_value = "info")]
+    #[arg(
+        long,
+        global = true,
+        env = "JETRACK_LOG_LEVEL",
+        value_enum,
+        default_value = "info"
+    )]
     pub log_level: LogLevel,
     /// Log line format on stderr
-    #[arg(long, global = true, env = "JETRACK_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        env = "JETRACK_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
@@ -145,7 +161,10 @@ pub fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         eprintln!("error: internal error: {info}");
     }));
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -281,7 +300,10 @@ fn password_from(stdin: bool) -> Result<(String, bool)> {
     }
     let input = std::io::stdin();
     if input.is_terminal() {
-        eprintln!("Password (one line, at least {} characters):", accounts::MIN_PASSWORD_LEN);
+        eprintln!(
+            "Password (one line, at least {} characters):",
+            accounts::MIN_PASSWORD_LEN
+        );
     }
     let mut line = String::new();
     input.lock().read_line(&mut line)?;
@@ -349,7 +371,9 @@ async fn users_with(cmd: UsersCommand, db: &Db, email: String) -> Result<()> {
                 last_name: last,
             };
             let account = db
-                .write(Durability::Full, move |c| accounts::insert(c, new, hash, now))
+                .write(Durability::Full, move |c| {
+                    accounts::insert(c, new, hash, now)
+                })
                 .await?;
             println!("Created account {} ({})", account.email, account.id);
             if generated {
@@ -378,7 +402,14 @@ async fn users_with(cmd: UsersCommand, db: &Db, email: String) -> Result<()> {
                 })
                 .collect();
             print_table(
-                &["ID", "EMAIL", "NAME", "CREATED", "PAGEVIEWS/MONTH", "WEBSITES"],
+                &[
+                    "ID",
+                    "EMAIL",
+                    "NAME",
+                    "CREATED",
+                    "PAGEVIEWS/MONTH",
+                    "WEBSITES",
+                ],
                 &rows,
             );
         }
@@ -393,7 +424,10 @@ async fn users_with(cmd: UsersCommand, db: &Db, email: String) -> Result<()> {
                     session::delete_for_account(c, &id, None)
                 })
                 .await?;
-            println!("Password changed for {}; {ended} session(s) ended", account.email);
+            println!(
+                "Password changed for {}; {ended} session(s) ended",
+                account.email
+            );
             if generated {
                 println!("Password: {pass}");
             }
@@ -464,7 +498,10 @@ fn existing_db(data_dir: &Path) -> Result<PathBuf> {
     if path.exists() {
         Ok(path)
     } else {
-        Err(Error::NotFound(format!("no database at {}", path.display())))
+        Err(Error::NotFound(format!(
+            "no database at {}",
+            path.display()
+        )))
     }
 }
 
@@ -472,7 +509,10 @@ fn backup_cmd(args: BackupArgs, data_dir: &Path) -> Result<()> {
     let source = existing_db(data_dir)?;
     let dest = match &args.output {
         Some(out) => {
-            let folder = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let folder = out
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
             if !folder.is_dir() {
                 return Err(Error::NotFound(format!(
                     "the folder {} does not exist",
@@ -509,7 +549,10 @@ fn backup_cmd(args: BackupArgs, data_dir: &Path) -> Result<()> {
 
 fn restore_cmd(args: RestoreArgs, data_dir: &Path) -> Result<()> {
     if !args.file.is_file() {
-        return Err(Error::NotFound(format!("no backup file at {}", args.file.display())));
+        return Err(Error::NotFound(format!(
+            "no backup file at {}",
+            args.file.display()
+        )));
     }
     datadir::ensure(data_dir)?;
     let _lock = datadir::lock(data_dir).map_err(|e| match e {
@@ -555,7 +598,10 @@ fn check(data_dir: &Path) -> Result<()> {
         format!("SQLite {version} (bundled; needs ≥ 3.51.3)"),
     );
     match datadir::ensure(data_dir) {
-        Ok(()) => report(true, format!("data directory {} is writable", data_dir.display())),
+        Ok(()) => report(
+            true,
+            format!("data directory {} is writable", data_dir.display()),
+        ),
         Err(e) => report(false, e.to_string()),
     }
     let path = data_dir.join(db::DB_FILE);
@@ -579,12 +625,16 @@ fn check(data_dir: &Path) -> Result<()> {
                     ),
                     Ok(v) => report(
                         false,
-                        format!("schema version {v} is newer than this jetrack supports ({latest})"),
+                        format!(
+                            "schema version {v} is newer than this jetrack supports ({latest})"
+                        ),
                     ),
                     Err(e) => report(false, format!("cannot read the schema version: {e}")),
                 }
                 let orphans: rusqlite::Result<i64> =
-                    conn.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0));
+                    conn.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                        r.get(0)
+                    });
                 match orphans {
                     Ok(0) => report(true, "foreign keys consistent".into()),
                     Ok(n) => report(false, format!("{n} rows break foreign keys")),
@@ -621,7 +671,11 @@ mod tests {
 
     #[test]
     fn bundled_sqlite_is_recent_enough() {
-        assert!(sqlite_at_least(db::sqlite_version(), (3, 51, 3)), "{}", db::sqlite_version());
+        assert!(
+            sqlite_at_least(db::sqlite_version(), (3, 51, 3)),
+            "{}",
+            db::sqlite_version()
+        );
         assert!(!sqlite_at_least("3.51.2", (3, 51, 3)));
         assert!(sqlite_at_least("3.52.0", (3, 51, 3)));
     }

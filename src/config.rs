@@ -78,8 +78,7 @@ impl Config {
 
 /// Parses and normalises `--public-url`: an absolute http(s) URL, kept as its origin.
 pub fn parse_public_url(raw: &str) -> Result<String, String> {
-    let url = url::Url::parse(raw.trim())
-        .map_err(|e| format!("--public-url: not a URL ({e})"))?;
+    let url = url::Url::parse(raw.trim()).map_err(|e| format!("--public-url: not a URL ({e})"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err("--public-url: must start with http:// or https://".into());
     }

@@ -21,7 +21,11 @@ pub fn resolve(given: Option<PathBuf>) -> PathBuf {
 pub fn ensure(dir: &Path) -> Result<()> {
     if !dir.exists() {
         fs::create_dir_all(dir).map_err(|e| {
-            Error::Internal(format!("cannot create data directory {}: {}", dir.display(), plain(&e)))
+            Error::Internal(format!(
+                "cannot create data directory {}: {}",
+                dir.display(),
+                plain(&e)
+            ))
         })?;
         #[cfg(unix)]
         {
@@ -30,7 +34,10 @@ pub fn ensure(dir: &Path) -> Result<()> {
         }
     }
     if !dir.is_dir() {
-        return Err(Error::Internal(format!("{} is not a directory", dir.display())));
+        return Err(Error::Internal(format!(
+            "{} is not a directory",
+            dir.display()
+        )));
     }
     let probe = dir.join(".jetrack-write-test");
     File::create(&probe)

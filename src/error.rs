@@ -7,7 +7,10 @@ use http::StatusCode;
 pub enum Error {
     /// Input that fails validation: one entry in `errors` per problem (`"field: what is wrong"`).
     #[error("{message}")]
-    Invalid { message: String, errors: Vec<String> },
+    Invalid {
+        message: String,
+        errors: Vec<String>,
+    },
     #[error("Authentication required")]
     Unauthorized,
     #[error("Invalid email or password")]

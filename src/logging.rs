@@ -33,7 +33,11 @@ impl LogLevel {
 
 pub fn init(level: LogLevel, format: LogFormat) {
     let level = level.as_str();
-    let others = if matches!(level, "error") { "error" } else { "warn" };
+    let others = if matches!(level, "error") {
+        "error"
+    } else {
+        "warn"
+    };
     let filter = EnvFilter::new(format!("{others},jetrack={level}"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

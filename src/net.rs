@@ -46,7 +46,12 @@ impl TrustedProxies {
             .flat_map(|v| v.split(','))
             .filter_map(|part| parse_forwarded_ip(part.trim()))
             .collect();
-        if let Some(ip) = forwarded.iter().rev().copied().find(|ip| !self.contains(*ip)) {
+        if let Some(ip) = forwarded
+            .iter()
+            .rev()
+            .copied()
+            .find(|ip| !self.contains(*ip))
+        {
             return ip;
         }
         if let Some(first) = forwarded.first() {

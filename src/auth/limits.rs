@@ -104,9 +104,15 @@ mod tests {
             assert_eq!(l.delay_for("Nobody@Example.com"), Duration::ZERO);
             l.failed("nobody@example.com");
         }
-        assert_eq!(l.delay_for("nobody@example.com"), Duration::from_millis(250));
+        assert_eq!(
+            l.delay_for("nobody@example.com"),
+            Duration::from_millis(250)
+        );
         l.failed("nobody@example.com");
-        assert_eq!(l.delay_for("nobody@example.com"), Duration::from_millis(500));
+        assert_eq!(
+            l.delay_for("nobody@example.com"),
+            Duration::from_millis(500)
+        );
         l.succeeded("nobody@example.com");
         assert_eq!(l.delay_for("nobody@example.com"), Duration::ZERO);
     }

@@ -110,11 +110,13 @@ pub fn lookup(conn: &Connection, token: &str, now: i64) -> Result<Option<LiveSes
     let Some((account_id, last_seen_at)) = row else {
         return Ok(None);
     };
-    Ok(accounts::by_id(conn, &account_id)?.map(|account| LiveSession {
-        hash,
-        account,
-        last_seen_at,
-    }))
+    Ok(
+        accounts::by_id(conn, &account_id)?.map(|account| LiveSession {
+            hash,
+            account,
+            last_seen_at,
+        }),
+    )
 }
 
 pub fn touch(conn: &Connection, hash: &TokenHash, now: i64) -> Result<()> {
@@ -126,12 +128,19 @@ pub fn touch(conn: &Connection, hash: &TokenHash, now: i64) -> Result<()> {
 }
 
 pub fn delete(conn: &Connection, hash: &TokenHash) -> Result<()> {
-    conn.execute("DELETE FROM sessions WHERE token_hash = ?1", [hash.as_slice()])?;
+    conn.execute(
+        "DELETE FROM sessions WHERE token_hash = ?1",
+        [hash.as_slice()],
+    )?;
     Ok(())
 }
 
 /// Ends every session of an account but `keep` (the one that changed the password).
-pub fn delete_for_account(conn: &Connection, account_id: &str, keep: Option<&TokenHash>) -> Result<usize> {
+pub fn delete_for_account(
+    conn: &Connection,
+    account_id: &str,
+    keep: Option<&TokenHash>,
+) -> Result<usize> {
     let n = match keep {
         Some(keep) => conn.execute(
             "DELETE FROM sessions WHERE account_id = ?1 AND token_hash <> ?2",

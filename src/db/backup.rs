@@ -52,7 +52,9 @@ pub fn vacuum_into(conn: &Connection, dest: &Path) -> Result<()> {
     // exists, so a backup can never replace a file, even one created meanwhile.
     let tmp = folder.join(format!(
         ".{}.partial-{}",
-        dest.file_name().and_then(|n| n.to_str()).unwrap_or("backup"),
+        dest.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("backup"),
         std::process::id()
     ));
     let _ = fs::remove_file(&tmp);

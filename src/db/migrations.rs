@@ -7,6 +7,7 @@ use rusqlite::Connection;
 
 use crate::error::{Error, Result};
 
+#[derive(Clone, Copy, Debug)]
 pub struct Migration {
     pub version: i64,
     pub name: &'static str,

@@ -39,7 +39,9 @@ pub fn open_connection(path: &Path, migrations: &[Migration]) -> Result<Connecti
     migrations::ensure_not_newer(&conn, migrations)?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(Error::Internal(format!("could not switch the database to WAL (got {mode})")));
+        return Err(Error::Internal(format!(
+            "could not switch the database to WAL (got {mode})"
+        )));
     }
     configure(&conn)?;
     Ok(conn)

@@ -270,7 +270,9 @@ mod tests {
         assert_eq!(failures, 1);
         w.shutdown().await;
         let conn = Connection::open(&path).unwrap();
-        let n: i64 = conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(n, 3);
     }
 
@@ -278,10 +280,7 @@ mod tests {
     async fn writes_after_shutdown_are_refused() {
         let (_dir, w, _path) = writer();
         w.shutdown().await;
-        let err = w
-            .submit(Durability::Full, |_| Ok(()))
-            .await
-            .unwrap_err();
+        let err = w.submit(Durability::Full, |_| Ok(())).await.unwrap_err();
         assert_eq!(err.status(), http::StatusCode::SERVICE_UNAVAILABLE);
     }
 }

@@ -3,8 +3,8 @@
 
 use std::convert::Infallible;
 
-use http::header::{self, HeaderValue};
 use http::StatusCode;
+use http::header::{self, HeaderValue};
 use rust_embed::RustEmbed;
 use warp::Filter;
 use warp::reply::Response;
@@ -64,15 +64,24 @@ fn page(
 
 fn html_page(file: &str, template: &'static str) -> Response {
     let Some(content) = Assets::get(file) else {
-        return plain(StatusCode::INTERNAL_SERVER_ERROR, "page missing from this build");
+        return plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "page missing from this build",
+        );
     };
     let mut resp = Response::new(content.data.into_owned().into());
     let headers = resp.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if template == "/setup" {
         // The setup link carries a one-time token: never leak it in a Referer.
-        headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+        headers.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
     }
     resp.extensions_mut().insert(RouteTemplate(template));
     resp
@@ -81,7 +90,8 @@ fn html_page(file: &str, template: &'static str) -> Response {
 fn asset(path: &str, if_none_match: Option<String>) -> Response {
     let Some(content) = Assets::get(path) else {
         let mut resp = plain(StatusCode::NOT_FOUND, "Not found");
-        resp.extensions_mut().insert(RouteTemplate("/assets/{path}"));
+        resp.extensions_mut()
+            .insert(RouteTemplate("/assets/{path}"));
         return resp;
     };
     let etag = format!("\"{}\"", hex::encode(&content.metadata.sha256_hash()[..16]));
@@ -109,7 +119,8 @@ fn asset(path: &str, if_none_match: Option<String>) -> Response {
         headers.insert(header::ETAG, v);
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    resp.extensions_mut().insert(RouteTemplate("/assets/{path}"));
+    resp.extensions_mut()
+        .insert(RouteTemplate("/assets/{path}"));
     resp
 }
 
@@ -122,12 +133,18 @@ async fn healthz(app: App) -> Response {
     let (status, body) = if ok {
         (StatusCode::OK, r#"{"status":"ok"}"#)
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"unavailable"}"#)
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            r#"{"status":"unavailable"}"#,
+        )
     };
     let mut resp = Response::new(body.into());
     *resp.status_mut() = status;
     let headers = resp.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp.extensions_mut().insert(RouteTemplate("/healthz"));
     resp

@@ -33,7 +33,8 @@ pub fn isolate(cmd: &mut Command, data_dir: &Path) {
     }
     let home = data_dir.parent().unwrap_or(data_dir).join("home");
     let _ = std::fs::create_dir_all(&home);
-    cmd.env("HOME", &home).env("XDG_DATA_HOME", home.join(".local/share"));
+    cmd.env("HOME", &home)
+        .env("XDG_DATA_HOME", home.join(".local/share"));
 }
 
 /// A temporary folder that holds the data dir (`…/data`) and the fake HOME.
@@ -73,7 +74,10 @@ impl Server {
     /// `jetrack serve --listen 127.0.0.1:0` plus `args`, on the sandbox's data dir.
     pub fn start(sandbox: &Sandbox, args: &[&str]) -> Server {
         let mut cmd = sandbox.cmd();
-        cmd.arg("serve").arg("--listen").arg("127.0.0.1:0").args(args);
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .args(args);
         Self::spawn(cmd)
     }
 
@@ -97,7 +101,11 @@ impl Server {
                     stderr.lock().unwrap()
                 );
             }
-            assert!(Instant::now() < deadline, "jetrack did not start: {}", stderr.lock().unwrap());
+            assert!(
+                Instant::now() < deadline,
+                "jetrack did not start: {}",
+                stderr.lock().unwrap()
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
         // The setup link, when printed, comes before the listening line.
@@ -171,8 +179,10 @@ impl Server {
         let client = client();
         let resp = client
             .post(self.api("/auth/setup"))
-            .json(&json!({"token": self.setup_token(), "email": email, "password": PASSWORD,
-                          "firstName": "Ada", "lastName": "Lovelace"}))
+            .json(
+                &json!({"token": self.setup_token(), "email": email, "password": PASSWORD,
+                          "firstName": "Ada", "lastName": "Lovelace"}),
+            )
             .send()
             .expect("setup");
         assert_eq!(resp.status(), 201, "setup failed");
@@ -249,7 +259,10 @@ fn find_listening(log: &str) -> Option<String> {
 pub fn envelope(resp: reqwest::blocking::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
     let body: Value = resp.json().expect("a JSON envelope");
-    assert_eq!(body["meta"]["status"], status, "meta.status equals the HTTP status: {body}");
+    assert_eq!(
+        body["meta"]["status"], status,
+        "meta.status equals the HTTP status: {body}"
+    );
     assert_eq!(body["success"], status < 400, "{body}");
     if status >= 400 {
         assert!(body["data"].is_null(), "{body}");

@@ -47,7 +47,9 @@ pub async fn update(mut ctx: Ctx) -> Result<Answer> {
     let account = ctx
         .app
         .db
-        .write(Durability::Full, move |c| accounts::update_profile(c, &id, change))
+        .write(Durability::Full, move |c| {
+            accounts::update_profile(c, &id, change)
+        })
         .await?;
     Answer::ok(account.view())
 }
@@ -57,10 +59,11 @@ pub async fn change_password(mut ctx: Ctx) -> Result<Answer> {
     let current = body.required_string("currentPassword");
     let new = body.required_string("newPassword");
     let mut problems = Vec::new();
-    if let Some(new) = &new {
-        if let Err(m) = accounts::validate_password("newPassword", new) {
-            problems.push(m);
-        }
+    if let Some(Err(m)) = new
+        .as_deref()
+        .map(|p| accounts::validate_password("newPassword", p))
+    {
+        problems.push(m);
     }
     body.finish_with(problems)?;
     let (Some(current), Some(new)) = (current, new) else {

@@ -25,11 +25,16 @@ pub async fn setup(mut ctx: Ctx) -> Result<Answer> {
     let first = body.string("firstName");
     let last = body.string("lastName");
     let mut problems = Vec::new();
-    let email = email.and_then(|e| accounts::validate_email(&e).map_err(|m| problems.push(m)).ok());
-    if let Some(p) = &pass {
-        if let Err(m) = accounts::validate_password("password", p) {
-            problems.push(m);
-        }
+    let email = email.and_then(|e| {
+        accounts::validate_email(&e)
+            .map_err(|m| problems.push(m))
+            .ok()
+    });
+    if let Some(Err(m)) = pass
+        .as_deref()
+        .map(|p| accounts::validate_password("password", p))
+    {
+        problems.push(m);
     }
     let first = first.map_or(Ok(None), |v| accounts::validate_name("firstName", &v));
     let last = last.map_or(Ok(None), |v| accounts::validate_name("lastName", &v));
@@ -42,10 +47,14 @@ pub async fn setup(mut ctx: Ctx) -> Result<Answer> {
 
     let expected = ctx.app.setup_token.lock().expect("not poisoned").clone();
     let Some(expected) = expected else {
-        return Err(Error::Forbidden("Setup is already complete; log in instead".into()));
+        return Err(Error::Forbidden(
+            "Setup is already complete; log in instead".into(),
+        ));
     };
     if !constant_time_eq(expected.as_bytes(), token.as_bytes()) {
-        return Err(Error::Forbidden("The setup link is invalid or was already used".into()));
+        return Err(Error::Forbidden(
+            "The setup link is invalid or was already used".into(),
+        ));
     }
     let hash = password::hash_async(pass).await?;
     let now = now_ms();
@@ -55,7 +64,9 @@ pub async fn setup(mut ctx: Ctx) -> Result<Answer> {
         .db
         .write(Durability::Full, move |c| {
             if accounts::count(c)? > 0 {
-                return Err(Error::Forbidden("Setup is already complete; log in instead".into()));
+                return Err(Error::Forbidden(
+                    "Setup is already complete; log in instead".into(),
+                ));
             }
             let new = NewAccount {
                 email,
@@ -106,7 +117,12 @@ pub async fn login(mut ctx: Ctx) -> Result<Answer> {
     let ip = ctx.client_ip;
     let Some(account) = account.filter(|_| ok) else {
         ctx.app.login_limits.failed(&email);
-        if let Some(account) = ctx.app.db.read(move |c| accounts::by_email(c, &email)).await? {
+        if let Some(account) = ctx
+            .app
+            .db
+            .read(move |c| accounts::by_email(c, &email))
+            .await?
+        {
             let id = account.id;
             ctx.app.db.write_detached(move |c| {
                 audit::record(c, &id, Action::LoginFailed, Some(ip), None, now)
@@ -149,7 +165,10 @@ pub async fn logout(ctx: Ctx) -> Result<Answer> {
 }
 
 pub async fn current(ctx: Ctx) -> Result<Answer> {
-    let Caller::Session { token, session: live } = ctx.caller()?;
+    let Caller::Session {
+        token,
+        session: live,
+    } = ctx.caller()?;
     Answer::ok(json!({
         "account": live.account.view(),
         "csrfToken": session::csrf_token(token),

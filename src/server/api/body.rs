@@ -13,7 +13,11 @@ use crate::error::{Error, Result};
 pub const JSON_LIMIT: usize = 64 * 1024;
 
 /// Reads the whole body, refusing more than `limit` bytes by `Content-Length` or as it streams.
-pub async fn read_limited(headers: &HeaderMap, mut stream: BodyStream, limit: usize) -> Result<Bytes> {
+pub async fn read_limited(
+    headers: &HeaderMap,
+    mut stream: BodyStream,
+    limit: usize,
+) -> Result<Bytes> {
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -91,7 +95,8 @@ impl Fields {
             Some(Value::Null) => Some(None),
             Some(Value::String(s)) => Some(Some(s)),
             Some(_) => {
-                self.errors.push(format!("{name}: must be a string or null"));
+                self.errors
+                    .push(format!("{name}: must be a string or null"));
                 None
             }
         }

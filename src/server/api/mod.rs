@@ -166,9 +166,7 @@ impl Ctx {
 
 pub fn filter(app: App) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     let table: &'static [Route] = Box::leak(table().into_boxed_slice());
-    let raw_query = warp::query::raw()
-        .or(warp::any().map(String::new))
-        .unify();
+    let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
     warp::path("api")
         .and(warp::path("v1"))
         .and(warp::path::tail())
@@ -187,8 +185,17 @@ pub fn filter(app: App) -> impl Filter<Extract = (Response,), Error = warp::Reje
                 let app = app.clone();
                 let peer = peer.map_or(SocketAddr::from(([127, 0, 0, 1], 0)), |p| p.0);
                 async move {
-                    dispatch(table, app, tail.as_str().to_string(), method, headers, query, peer, body)
-                        .await
+                    dispatch(
+                        table,
+                        app,
+                        tail.as_str().to_string(),
+                        method,
+                        headers,
+                        query,
+                        peer,
+                        body,
+                    )
+                    .await
                 }
             },
         )
@@ -203,10 +210,7 @@ where
 }
 
 /// Finds the route for a path, matching `{name}` segments; the path comes first.
-fn match_path<'t>(
-    table: &'t [Route],
-    path: &str,
-) -> Vec<(&'t Route, Vec<(&'static str, String)>)> {
+fn match_path<'t>(table: &'t [Route], path: &str) -> Vec<(&'t Route, Vec<(&'static str, String)>)> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     table
         .iter()
@@ -276,7 +280,11 @@ async fn dispatch(
         return resp;
     };
     let client_ip = app.config.trusted_proxies.client_ip(peer.ip(), &headers);
-    let mut resp = match handle(route, params, app, method, headers, raw_query, client_ip, body).await {
+    let mut resp = match handle(
+        route, params, app, method, headers, raw_query, client_ip, body,
+    )
+    .await
+    {
         Ok(answer) => {
             let mut resp = envelope(answer.status, answer.data);
             for (name, value) in answer.headers {
@@ -314,17 +322,17 @@ async fn handle(
         Access::Public => None,
         Access::Session | Access::Account => Some(authenticate(&app, &headers).await?),
     };
-    if let Some(Caller::Session { token, .. }) = &caller {
-        if is_state_changing(&method) {
-            let presented = headers
-                .get("x-csrf-token")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            if !session::csrf_matches(token, presented) {
-                return Err(Error::Forbidden(
-                    "Missing or invalid CSRF token (send the X-CSRF-Token header)".into(),
-                ));
-            }
+    if let Some(Caller::Session { token, .. }) = &caller
+        && is_state_changing(&method)
+    {
+        let presented = headers
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !session::csrf_matches(token, presented) {
+            return Err(Error::Forbidden(
+                "Missing or invalid CSRF token (send the X-CSRF-Token header)".into(),
+            ));
         }
     }
     let ctx = Ctx {
@@ -367,13 +375,19 @@ fn check_origin(app: &App, headers: &HeaderMap) -> Result<()> {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("cross-site"));
     if cross_site {
-        return Err(Error::Forbidden("Cross-site requests are not allowed".into()));
+        return Err(Error::Forbidden(
+            "Cross-site requests are not allowed".into(),
+        ));
     }
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return Ok(());
     };
     let public = app.config.public_url.as_str();
-    let scheme = if app.config.is_https() { "https" } else { "http" };
+    let scheme = if app.config.is_https() {
+        "https"
+    } else {
+        "http"
+    };
     let own_host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
@@ -382,7 +396,9 @@ fn check_origin(app: &App, headers: &HeaderMap) -> Result<()> {
     if origin == public || own_host.as_deref() == Some(origin.as_str()) {
         Ok(())
     } else {
-        Err(Error::Forbidden("Cross-origin requests are not allowed".into()))
+        Err(Error::Forbidden(
+            "Cross-origin requests are not allowed".into(),
+        ))
     }
 }
 
@@ -401,7 +417,8 @@ async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Caller> {
     };
     if now - live.last_seen_at >= session::TOUCH_EVERY_MS {
         let hash = live.hash;
-        app.db.write_detached(move |c| session::touch(c, &hash, now));
+        app.db
+            .write_detached(move |c| session::touch(c, &hash, now));
     }
     Ok(Caller::Session {
         token,
@@ -483,7 +500,12 @@ mod tests {
         let table = table();
         for (i, a) in table.iter().enumerate() {
             for b in &table[i + 1..] {
-                assert!(!(a.method == b.method && a.path == b.path), "{} {}", a.method, a.path);
+                assert!(
+                    !(a.method == b.method && a.path == b.path),
+                    "{} {}",
+                    a.method,
+                    a.path
+                );
             }
         }
     }

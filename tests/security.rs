@@ -1,0 +1,336 @@
+//! Security of accounts and sessions (SPEC 8): password storage, the session cookie, login
+//! answers and limits, CSRF and origin checks, and the headers of HTML pages.
+
+mod common;
+
+use common::{PASSWORD, Sandbox, Server, client, envelope};
+use reqwest::blocking::Response;
+use rusqlite::Connection;
+use serde_json::json;
+
+fn session_cookie(resp: &Response) -> String {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|v| v.contains("jetrack_session="))
+        .expect("a session cookie")
+}
+
+fn token_of(cookie: &str) -> String {
+    cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_string()
+}
+
+fn login(server: &Server, email: &str, password: &str, ip: &str) -> Response {
+    client()
+        .post(server.api("/auth/login"))
+        .header("x-forwarded-for", ip)
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .unwrap()
+}
+
+#[test]
+fn passwords_are_stored_as_argon2id_and_tokens_only_as_hashes() {
+    let sb = Sandbox::new();
+    let server = Server::start(&sb, &[]);
+    server.setup("owner@example.com");
+    let resp = login(&server, "owner@example.com", PASSWORD, "198.51.100.1");
+    let token = token_of(&session_cookie(&resp));
+    let db = Connection::open(sb.db_path()).unwrap();
+    let hash: String = db
+        .query_row("SELECT password_hash FROM accounts", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{hash}"
+    );
+    assert!(!hash.contains(PASSWORD));
+    let stored: Vec<Vec<u8>> = db
+        .prepare("SELECT token_hash FROM sessions")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(stored.len(), 2);
+    let expected = jetrack::auth::session::token_hash(&token).to_vec();
+    assert!(
+        stored.contains(&expected),
+        "the SHA-256 of the token is stored"
+    );
+    assert!(stored.iter().all(|h| h.len() == 32));
+    drop(db);
+    let everything = [sb.db_path(), sb.data_dir().join("jetrack.db-wal")]
+        .iter()
+        .filter_map(|p| std::fs::read(p).ok())
+        .flatten()
+        .collect::<Vec<u8>>();
+    assert!(
+        !everything.windows(64).any(|w| w == token.as_bytes()),
+        "the raw session token is nowhere in the database files"
+    );
+}
+
+#[test]
+fn session_cookie_attributes_follow_the_public_url() {
+    let sb = Sandbox::new();
+    let server = Server::start(&sb, &[]);
+    server.setup("owner@example.com");
+    let resp = login(&server, "owner@example.com", PASSWORD, "198.51.100.2");
+    let cookie = session_cookie(&resp);
+    let token = token_of(&cookie);
+    assert!(cookie.starts_with("jetrack_session="), "{cookie}");
+    assert_eq!(token.len(), 64);
+    let attrs: Vec<&str> = cookie.split("; ").skip(1).collect();
+    assert_eq!(
+        attrs,
+        ["Path=/", "HttpOnly", "SameSite=Lax", "Max-Age=2592000"]
+    );
+    // A new token at every login.
+    let again = token_of(&session_cookie(&login(
+        &server,
+        "owner@example.com",
+        PASSWORD,
+        "198.51.100.2",
+    )));
+    assert_ne!(token, again);
+    drop(server);
+
+    let sb = Sandbox::new();
+    let server = Server::start(&sb, &["--public-url", "https://stats.example.com"]);
+    assert!(
+        server
+            .setup_url
+            .as_deref()
+            .unwrap()
+            .starts_with("https://stats.example.com/setup?token=")
+    );
+    let resp = client()
+        .post(server.api("/auth/setup"))
+        .json(&json!({"token": server.setup_token(), "email": "a@b.co", "password": PASSWORD}))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let cookie = session_cookie(&resp);
+    assert!(cookie.starts_with("__Host-jetrack_session="), "{cookie}");
+    let attrs: Vec<&str> = cookie.split("; ").skip(1).collect();
+    assert_eq!(
+        attrs,
+        [
+            "Path=/",
+            "HttpOnly",
+            "SameSite=Lax",
+            "Max-Age=2592000",
+            "Secure"
+        ]
+    );
+    assert!(!cookie.contains("Domain"));
+}
+
+#[test]
+fn the_old_cookie_is_refused_after_logout() {
+    let sb = Sandbox::new();
+    let server = Server::start(&sb, &[]);
+    server.setup("owner@example.com");
+    let resp = login(&server, "owner@example.com", PASSWORD, "198.51.100.3");
+    let cookie = session_cookie(&resp);
+    let pair = cookie.split(';').next().unwrap().to_string();
+    let (_, body) = envelope(resp);
+    let csrf = body["data"]["csrfToken"].as_str().unwrap().to_string();
+    let plain = reqwest::blocking::Client::new();
+    let with_cookie = |path: &str| plain.get(server.api(path)).header("cookie", &pair);
+    assert_eq!(with_cookie("/auth/session").send().unwrap().status(), 200);
+    let resp = plain
+        .post(server.api("/auth/logout"))
+        .header("cookie", &pair)
+        .header("x-csrf-token", &csrf)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let (status, _) = envelope(with_cookie("/auth/session").send().unwrap());
+    assert_eq!(status, 401);
+    let (status, _) = envelope(with_cookie("/account").send().unwrap());
+    assert_eq!(status, 401);
+}
+
+#[test]
+fn unknown_email_and_wrong_password_get_the_same_answer() {
+    let sb = Sandbox::new();
+    let server = Server::start(&sb, &[]);
+    server.setup("owner@example.com");
+    let a = login(&server, "nobody@example.com", PASSWORD, "198.51.100.4");
+    let b = login(
+        &server,
+        "owner@example.com",
+        "wrong password!",
+        "198.51.100.4",
+    );
+    assert_eq!(a.status(), 401);
+    assert_eq!(b.status(), 401);
+    assert!(a.headers().get("set-cookie").is_none());
+    assert_eq!(a.text().unwrap(), b.text().unwrap());
+}
+
+#[test]
+fn the_eleventh_login_attempt_in_a_minute_from_one_ip_gets_429() {
+    let sb = Sandbox::new();
+    let server = Server::start(&sb, &[]);
+    for i in 0..10 {
+        let resp = login(
+            &server,
+            &format!("user{i}@example.com"),
+            "wrong password!",
+            "203.0.113.50",
+        );
+        assert_eq!(resp.status(), 401, "attempt {}", i + 1);
+    }
+    let resp = login(
+        &server,
+        "user10@example.com",
+        "wrong password!",
+        "203.0.113.50",
+    );
+    assert_eq!(resp.status(), 429);
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    let (_, body) = envelope(resp);
+    assert_eq!(
+        body["meta"]["message"],
+        "Too many login attempts; try again later"
+    );
+    // Another address is not held back.
+    let resp = login(
+        &server,
+        "user11@example.com",
+        "wrong password!",
+        "203.0.113.51",
+    );
+    assert_eq!(resp.status(), 401);
+}
+
+#[test]
+fn state_changes_need_the_csrf_token_and_the_own_origin() {
+    let sb = Sandbox::new();
+    let server = Server::start(&sb, &[]);
+    let s = server.setup("owner@example.com");
+    let patch = || {
+        s.client
+            .patch(server.api("/account"))
+            .json(&json!({"firstName": "Mallory"}))
+    };
+    let (status, body) = envelope(patch().send().unwrap());
+    assert_eq!(status, 403);
+    assert!(body["meta"]["message"].as_str().unwrap().contains("CSRF"));
+    let (status, _) = envelope(
+        patch()
+            .header("x-csrf-token", "0".repeat(64))
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status, 403);
+    let (status, body) = envelope(
+        patch()
+            .header("x-csrf-token", &s.csrf)
+            .header("origin", "https://evil.example")
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status, 403);
+    assert_eq!(
+        body["meta"]["message"],
+        "Cross-origin requests are not allowed"
+    );
+    let (status, _) = envelope(
+        patch()
+            .header("x-csrf-token", &s.csrf)
+            .header("sec-fetch-site", "cross-site")
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status, 403);
+    let (status, _) = envelope(
+        s.client
+            .post(server.api("/account/password"))
+            .header("origin", "https://evil.example")
+            .header("x-csrf-token", &s.csrf)
+            .json(&json!({"currentPassword": PASSWORD, "newPassword": "owned by evil"}))
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status, 403);
+    // Nothing changed.
+    let (_, body) = envelope(s.client.get(server.api("/account")).send().unwrap());
+    assert_eq!(body["data"]["firstName"], "Ada");
+    server.login("owner@example.com", PASSWORD);
+    // The same request from the own origin with the token goes through.
+    let (status, _) = envelope(
+        patch()
+            .header("x-csrf-token", &s.csrf)
+            .header("origin", &server.base)
+            .header("sec-fetch-site", "same-origin")
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn html_pages_carry_the_security_headers() {
+    let sb = Sandbox::new();
+    let server = Server::start(&sb, &[]);
+    let c = client();
+    for page in ["/", "/login", "/settings", "/setup", "/no-such-page"] {
+        let resp = c.get(server.url(page)).send().unwrap();
+        let h = resp.headers();
+        assert_eq!(
+            h["content-security-policy"],
+            "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+            "{page}"
+        );
+        assert_eq!(h["x-content-type-options"], "nosniff", "{page}");
+        let referrer = if page == "/setup" {
+            "no-referrer"
+        } else {
+            "strict-origin-when-cross-origin"
+        };
+        assert_eq!(h["referrer-policy"], referrer, "{page}");
+        assert!(h.get("access-control-allow-origin").is_none());
+        if page != "/no-such-page" {
+            assert_eq!(h["cache-control"], "no-store", "{page}");
+        }
+    }
+    let resp = c.get(server.api("/auth/setup")).send().unwrap();
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+}
+
+#[test]
+fn slow_clients_are_cut_off_after_the_header_timeout() {
+    use std::io::{Read, Write};
+    let sb = Sandbox::new();
+    let server = Server::start(&sb, &[]);
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut sock = std::net::TcpStream::connect(&addr).unwrap();
+    sock.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let started = std::time::Instant::now();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = sock.read_to_end(&mut buf);
+    let waited = started.elapsed().as_secs_f64();
+    assert!((9.0..15.0).contains(&waited), "closed after {waited:.1} s");
+}
