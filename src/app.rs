@@ -1,8 +1,11 @@
 //! `App`: the shared state handed to every handler.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use crate::auth::limits::LoginLimits;
+use crate::auth::ratelimit::{AuthFailures, Throttle};
 use crate::auth::session::SessionCookie;
 use crate::config::Config;
 use crate::db::Db;
@@ -12,18 +15,30 @@ pub struct App {
     pub config: Arc<Config>,
     pub db: Db,
     pub login_limits: Arc<LoginLimits>,
+    /// Budgets per API key id, and per account for dashboard sessions.
+    pub key_throttle: Arc<Throttle<String>>,
+    pub session_throttle: Arc<Throttle<String>>,
+    pub auth_failures: Arc<AuthFailures>,
+    /// When each key's `lastUsedAt` was last written by this process.
+    pub key_last_written: Arc<Mutex<HashMap<String, Instant>>>,
     /// The one-time token of the setup link, while no account exists.
     pub setup_token: Arc<Mutex<Option<String>>>,
 }
 
 impl App {
     pub fn new(config: Config, db: Db) -> App {
-        let login_limits = Arc::new(LoginLimits::new(config.login_attempts_per_minute));
         App {
+            login_limits: Arc::new(LoginLimits::new(config.login_attempts_per_minute)),
+            key_throttle: Arc::new(Throttle::new(config.api_rate_limit, config.api_rate_burst)),
+            session_throttle: Arc::new(Throttle::new(
+                config.session_rate_limit,
+                config.session_rate_limit,
+            )),
+            auth_failures: Arc::new(AuthFailures::new(config.auth_fail_limit)),
+            key_last_written: Arc::new(Mutex::new(HashMap::new())),
+            setup_token: Arc::new(Mutex::new(None)),
             config: Arc::new(config),
             db,
-            login_limits,
-            setup_token: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -31,5 +46,13 @@ impl App {
         SessionCookie {
             secure: self.config.is_https(),
         }
+    }
+
+    /// Drops rate-limit state that no longer limits anyone.
+    pub fn sweep_limits(&self) {
+        self.login_limits.sweep();
+        self.key_throttle.sweep();
+        self.session_throttle.sweep();
+        self.auth_failures.sweep();
     }
 }

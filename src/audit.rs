@@ -3,8 +3,10 @@
 use std::net::IpAddr;
 
 use rusqlite::{Connection, params};
+use serde::Serialize;
 
 use crate::error::Result;
+use crate::time::iso_ms;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -12,6 +14,11 @@ pub enum Action {
     LoginFailed,
     Logout,
     PasswordChanged,
+    KeyCreated,
+    KeyRegenerated,
+    KeyRevoked,
+    WebsiteCreated,
+    WebsiteDeleted,
 }
 
 impl Action {
@@ -21,6 +28,11 @@ impl Action {
             Action::LoginFailed => "login_failed",
             Action::Logout => "logout",
             Action::PasswordChanged => "password_changed",
+            Action::KeyCreated => "key_created",
+            Action::KeyRegenerated => "key_regenerated",
+            Action::KeyRevoked => "key_revoked",
+            Action::WebsiteCreated => "website_created",
+            Action::WebsiteDeleted => "website_deleted",
         }
     }
 }
@@ -55,6 +67,40 @@ pub fn record(
         params![account_id, at, action.as_str(), ip.map(truncate_ip), detail],
     )?;
     Ok(())
+}
+
+#[derive(Serialize)]
+pub struct Entry {
+    pub at: String,
+    pub action: String,
+    pub ip: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// One page of an account's log, newest first, and whether more follow.
+pub fn page(
+    conn: &Connection,
+    account_id: &str,
+    limit: i64,
+    page: i64,
+) -> Result<(Vec<Entry>, bool)> {
+    let mut stmt = conn.prepare(
+        "SELECT at, action, ip, detail FROM audit_log WHERE account_id = ?1
+         ORDER BY at DESC, id DESC LIMIT ?2 OFFSET ?3",
+    )?;
+    let mut entries = stmt
+        .query_map(params![account_id, limit + 1, (page - 1) * limit], |r| {
+            Ok(Entry {
+                at: iso_ms(r.get(0)?),
+                action: r.get(1)?,
+                ip: r.get(2)?,
+                detail: r.get(3)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let more = entries.len() as i64 > limit;
+    entries.truncate(limit as usize);
+    Ok((entries, more))
 }
 
 #[cfg(test)]

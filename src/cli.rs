@@ -1,7 +1,7 @@
 //! The command line (SPEC 6): clap definitions and the dispatch to each command.
 //! Results go to stdout, messages to stderr; exit 0 success, 1 failure, 2 usage error.
 
-use std::io::{BufRead, IsTerminal};
+use std::io::{BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,14 +11,17 @@ use ipnet::IpNet;
 
 use crate::accounts::{self, NewAccount};
 use crate::app::App;
+use crate::audit;
 use crate::auth::{password, session};
 use crate::config::{self, Config};
 use crate::datadir;
 use crate::db::{self, Db, Durability, backup, migrations};
 use crate::error::{Error, Result};
+use crate::keys;
 use crate::logging::{self, LogFormat, LogLevel};
 use crate::net::TrustedProxies;
 use crate::time::{iso_ms, now_ms};
+use crate::websites;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -65,6 +68,84 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Check the database's integrity, schema version and the data directory
     Check,
+    /// Manage API keys
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Manage websites
+    #[command(subcommand)]
+    Websites(WebsitesCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Create an API key and print it (and nothing else) to stdout
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, value_parser = ["full", "read"], default_value = "full")]
+        scope: String,
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..=3650))]
+        expires_in_days: Option<i64>,
+    },
+    /// List API keys (never their secrets)
+    List {
+        #[arg(long)]
+        email: Option<String>,
+    },
+    /// Give a key a new secret and print it; the old one stops working (after --grace)
+    Rotate {
+        #[arg(long)]
+        email: String,
+        /// The key's id or prefix; needed when the account has several keys
+        #[arg(long, value_name = "ID|PREFIX")]
+        key: Option<String>,
+        /// Keep the old secret working this long, e.g. 30s, 15m, 1h
+        #[arg(long, value_name = "DURATION", value_parser = parse_grace)]
+        grace: Option<std::time::Duration>,
+    },
+    /// Revoke a key (irreversible)
+    Revoke {
+        #[arg(long, value_name = "ID|PREFIX")]
+        key: String,
+    },
+}
+
+fn parse_grace(s: &str) -> std::result::Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (for example 30s, 15m, 1h)"))?;
+    if d > std::time::Duration::from_secs(30 * 24 * 3600) {
+        return Err("must be at most 30 days".into());
+    }
+    Ok(d)
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WebsitesCommand {
+    /// Add a website and print its tracking snippet
+    Add {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        domain: String,
+        #[arg(long, default_value = "UTC")]
+        timezone: String,
+        /// The server's public URL, for the snippet
+        #[arg(
+            long,
+            env = "JETRACK_PUBLIC_URL",
+            value_name = "URL",
+            default_value = "http://127.0.0.1:8420"
+        )]
+        public_url: String,
+    },
+    /// List websites
+    List {
+        #[arg(long)]
+        email: Option<String>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -81,6 +162,15 @@ pub struct ServeArgs {
     /// Writes that may wait for the database writer before new ones are refused with 503
     #[arg(long, env = "JETRACK_QUEUE_CAPACITY", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub queue_capacity: u32,
+    /// API requests per minute per key
+    #[arg(long, env = "JETRACK_API_RATE_LIMIT", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+    pub api_rate_limit: u32,
+    /// Requests a key may make at once before the per-minute rate applies
+    #[arg(long, env = "JETRACK_API_RATE_BURST", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+    pub api_rate_burst: u32,
+    /// Failed authentications per minute from one client address before it gets 429
+    #[arg(long, env = "JETRACK_AUTH_FAIL_LIMIT", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub auth_fail_limit: u32,
 }
 
 #[derive(Subcommand, Debug)]
@@ -154,6 +244,16 @@ pub struct RestoreArgs {
     pub force: bool,
 }
 
+/// `println!` that reports a closed or failing stdout as an error instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*).map_err(|e| {
+            Error::Internal(format!("cannot write to stdout: {}", datadir::plain(&e)))
+        })?
+    }};
+}
+
 /// Parses the command line, runs the command and turns its outcome into an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -192,7 +292,27 @@ async fn run(command: Command, data_dir: PathBuf) -> Result<()> {
         Command::Backup(args) => backup_cmd(args, &data_dir),
         Command::Restore(args) => restore_cmd(args, &data_dir),
         Command::Check => check(&data_dir),
+        Command::Keys(cmd) => {
+            existing_db(&data_dir)?;
+            with_db(&data_dir, |db| keys_cmd(cmd, db)).await
+        }
+        Command::Websites(cmd) => {
+            existing_db(&data_dir)?;
+            with_db(&data_dir, |db| websites_cmd(cmd, db)).await
+        }
     }
+}
+
+/// Opens the database, runs `f`, and lets the writer commit before returning.
+async fn with_db<F, Fut>(data_dir: &Path, f: F) -> Result<()>
+where
+    F: FnOnce(Db) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let db = open_db(data_dir)?;
+    let outcome = f(db.clone()).await;
+    db.shutdown().await;
+    outcome
 }
 
 fn open_db(data_dir: &Path) -> Result<Db> {
@@ -223,6 +343,9 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<()> {
         config.trusted_proxies = TrustedProxies::new(args.trusted_proxy);
     }
     config.queue_capacity = args.queue_capacity as usize;
+    config.api_rate_limit = args.api_rate_limit;
+    config.api_rate_burst = args.api_rate_burst;
+    config.auth_fail_limit = args.auth_fail_limit;
 
     let db = Db::open(&data_dir, config.queue_capacity)?;
     let listener = crate::server::bind(config.listen).await?;
@@ -236,7 +359,7 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<()> {
         let token = crate::auth::token::random_hex32();
         *app.setup_token.lock().expect("not poisoned") = Some(token.clone());
         // Printed once, to stdout and not through the logger: the one place a secret is shown.
-        println!(
+        outln!(
             "No account exists yet. Create the first one here:\n  {}/setup?token={token}",
             app.config.public_url
         );
@@ -263,7 +386,7 @@ fn spawn_sweeper(app: App) -> tokio::task::JoinHandle<()> {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
         loop {
             every.tick().await;
-            app.login_limits.sweep();
+            app.sweep_limits();
             let now = now_ms();
             if let Err(e) = app
                 .db
@@ -338,6 +461,9 @@ async fn users(cmd: UsersCommand, data_dir: &Path) -> Result<()> {
         | UsersCommand::Limits { email, .. } => Some(email.trim().to_string()),
         UsersCommand::List => None,
     };
+    if !matches!(cmd, UsersCommand::Add { .. } | UsersCommand::List) {
+        existing_db(data_dir)?;
+    }
     let db = open_db(data_dir)?;
     let outcome = users_with(cmd, &db, email.unwrap_or_default()).await;
     db.shutdown().await;
@@ -375,9 +501,9 @@ async fn users_with(cmd: UsersCommand, db: &Db, email: String) -> Result<()> {
                     accounts::insert(c, new, hash, now)
                 })
                 .await?;
-            println!("Created account {} ({})", account.email, account.id);
+            outln!("Created account {} ({})", account.email, account.id);
             if generated {
-                println!("Password: {pass}");
+                outln!("Password: {pass}");
                 eprintln!("This password is shown once; change it after the first login.");
             }
         }
@@ -411,7 +537,7 @@ async fn users_with(cmd: UsersCommand, db: &Db, email: String) -> Result<()> {
                     "WEBSITES",
                 ],
                 &rows,
-            );
+            )?;
         }
         UsersCommand::Passwd { password_stdin, .. } => {
             let account = account_by_email(db, &email).await?;
@@ -424,12 +550,12 @@ async fn users_with(cmd: UsersCommand, db: &Db, email: String) -> Result<()> {
                     session::delete_for_account(c, &id, None)
                 })
                 .await?;
-            println!(
+            outln!(
                 "Password changed for {}; {ended} session(s) ended",
                 account.email
             );
             if generated {
-                println!("Password: {pass}");
+                outln!("Password: {pass}");
             }
         }
         UsersCommand::Remove { .. } => {
@@ -437,7 +563,7 @@ async fn users_with(cmd: UsersCommand, db: &Db, email: String) -> Result<()> {
             let id = account.id.clone();
             db.write(Durability::Full, move |c| accounts::remove(c, &id))
                 .await?;
-            println!("Removed account {} ({})", account.email, account.id);
+            outln!("Removed account {} ({})", account.email, account.id);
         }
         UsersCommand::Limits {
             pageviews_per_month,
@@ -456,7 +582,7 @@ async fn users_with(cmd: UsersCommand, db: &Db, email: String) -> Result<()> {
                     )
                 })
                 .await?;
-            println!(
+            outln!(
                 "{}: pageviews per month {}, websites {}",
                 account.email,
                 limit_text(account.limit_pageviews_per_month),
@@ -472,25 +598,27 @@ fn limit_text(limit: Option<i64>) -> String {
 }
 
 /// A plain aligned table for the terminal.
-pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+pub fn print_table(headers: &[&str], rows: &[Vec<String>]) -> Result<()> {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: Vec<&str>| {
+    let line = |cells: Vec<&str>| -> Result<()> {
         let parts: Vec<String> = cells
             .iter()
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", parts.join("  ").trim_end());
+        outln!("{}", parts.join("  ").trim_end());
+        Ok(())
     };
-    line(headers.to_vec());
+    line(headers.to_vec())?;
     for row in rows {
-        line(row.iter().map(String::as_str).collect());
+        line(row.iter().map(String::as_str).collect())?;
     }
+    Ok(())
 }
 
 fn existing_db(data_dir: &Path) -> Result<PathBuf> {
@@ -538,7 +666,7 @@ fn backup_cmd(args: BackupArgs, data_dir: &Path) -> Result<()> {
         )),
         other => other,
     })?;
-    println!("{}", dest.display());
+    outln!("{}", dest.display());
     if let Some(keep) = args.keep {
         for gone in backup::prune(data_dir, keep as usize)? {
             eprintln!("deleted old backup {}", gone.display());
@@ -562,19 +690,15 @@ fn restore_cmd(args: RestoreArgs, data_dir: &Path) -> Result<()> {
         )),
         other => other,
     })?;
-    let probe = db::open_read_only(&args.file)
-        .and_then(|c| migrations::ensure_not_newer(&c, migrations::MIGRATIONS))
-        .map_err(|e| match e {
-            Error::SchemaTooNew { .. } => e,
-            other => Error::Internal(format!(
-                "{} is not a usable jetrack database: {other}",
-                args.file.display()
-            )),
-        })?;
-    let _ = probe;
     let target = data_dir.join(db::DB_FILE);
-    backup::restore(&args.file, &target, args.force)?;
-    println!("{}", target.display());
+    backup::restore(&args.file, &target, args.force).map_err(|e| match e {
+        Error::SchemaTooNew { .. } | Error::Conflict(_) => e,
+        other => Error::Internal(format!(
+            "{} is not a usable jetrack database: {other}",
+            args.file.display()
+        )),
+    })?;
+    outln!("{}", target.display());
     if target.with_extension("db.before-restore").exists() || backup::aside_path(&target).exists() {
         eprintln!(
             "the previous database was kept as {}",
@@ -587,7 +711,12 @@ fn restore_cmd(args: RestoreArgs, data_dir: &Path) -> Result<()> {
 fn check(data_dir: &Path) -> Result<()> {
     let mut problems = Vec::new();
     let mut report = |ok: bool, line: String| {
-        println!("{} {line}", if ok { "ok  " } else { "FAIL" });
+        // A closed stdout must not hide the verdict, which also goes to stderr on failure.
+        let _ = writeln!(
+            std::io::stdout(),
+            "{} {line}",
+            if ok { "ok  " } else { "FAIL" }
+        );
         if !ok {
             problems.push(line);
         }
@@ -663,6 +792,269 @@ pub fn sqlite_at_least(version: &str, min: (u32, u32, u32)) -> bool {
         parts.next().unwrap_or(0),
     );
     v >= min
+}
+
+async fn keys_cmd(cmd: KeysCommand, db: Db) -> Result<()> {
+    let now = now_ms();
+    match cmd {
+        KeysCommand::Create {
+            email,
+            name,
+            scope,
+            expires_in_days,
+        } => {
+            let account = account_by_email(&db, &email).await?;
+            let name = name
+                .map(|n| keys::validate_name(&n))
+                .transpose()
+                .map_err(|e| Error::Internal(e.replacen("name", "--name", 1)))?
+                .flatten();
+            let new = keys::NewKey {
+                name,
+                scope: keys::Scope::parse(&scope).unwrap_or(keys::Scope::Full),
+                expires_in_days,
+            };
+            let id = account.id.clone();
+            let (key, secret) = db
+                .write(Durability::Full, move |c| {
+                    let (key, secret) = keys::create(c, &id, new, now)?;
+                    audit::record(
+                        c,
+                        &id,
+                        audit::Action::KeyCreated,
+                        None,
+                        Some(&key.prefix),
+                        now,
+                    )?;
+                    Ok((key, secret))
+                })
+                .await?;
+            outln!("{secret}");
+            eprintln!(
+                "Created API key {} ({}) for {}; it is shown only this once.",
+                key.prefix, key.id, account.email
+            );
+        }
+        KeysCommand::List { email } => {
+            let owner = match &email {
+                Some(e) => Some(account_by_email(&db, e).await?),
+                None => None,
+            };
+            let owner_id = owner.map(|a| a.id);
+            let (list, accounts) = db
+                .read(move |c| Ok((keys::list(c, owner_id.as_deref())?, accounts::list(c)?)))
+                .await?;
+            let email_of = |id: &str| {
+                accounts
+                    .iter()
+                    .find(|a| a.id == id)
+                    .map_or("-".to_string(), |a| a.email.clone())
+            };
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|k| {
+                    vec![
+                        k.id.clone(),
+                        email_of(&k.account_id),
+                        k.name.clone().unwrap_or_else(|| "-".into()),
+                        k.prefix.clone(),
+                        k.scope.as_str().to_string(),
+                        iso_ms(k.created_at),
+                        k.last_used_at.map_or("never".into(), iso_ms),
+                        k.expires_at.map_or("never".into(), iso_ms),
+                    ]
+                })
+                .collect();
+            print_table(
+                &[
+                    "ID",
+                    "ACCOUNT",
+                    "NAME",
+                    "PREFIX",
+                    "SCOPE",
+                    "CREATED",
+                    "LAST USED",
+                    "EXPIRES",
+                ],
+                &rows,
+            )?;
+        }
+        KeysCommand::Rotate { email, key, grace } => {
+            let account = account_by_email(&db, &email).await?;
+            let id = account.id.clone();
+            let grace_ms = grace.map(|d| d.as_millis() as i64);
+            let (key, secret) = db
+                .write(Durability::Full, move |c| {
+                    let mine = keys::list(c, Some(&id))?;
+                    let target = match &key {
+                        Some(wanted) => {
+                            let found: Vec<_> = keys::find(c, wanted)?
+                                .into_iter()
+                                .filter(|k| k.account_id == id)
+                                .collect();
+                            one_key(found, wanted)?
+                        }
+                        None => match mine.len() {
+                            0 => return Err(Error::NotFound("the account has no API key".into())),
+                            1 => mine.into_iter().next().expect("one"),
+                            n => {
+                                return Err(Error::Conflict(format!(
+                                    "the account has {n} keys; choose one with --key ID|PREFIX ({})",
+                                    mine.iter().map(|k| k.prefix.as_str()).collect::<Vec<_>>().join(", ")
+                                )));
+                            }
+                        },
+                    };
+                    let (key, secret) = keys::regenerate(c, &target.id, grace_ms, now)?;
+                    let detail = format!("{} → {}", target.prefix, key.prefix);
+                    audit::record(c, &id, audit::Action::KeyRegenerated, None, Some(&detail), now)?;
+                    Ok((key, secret))
+                })
+                .await?;
+            outln!("{secret}");
+            match grace {
+                Some(d) if !d.is_zero() => eprintln!(
+                    "Rotated {}; the old secret keeps working for {}.",
+                    key.prefix,
+                    humantime::format_duration(d)
+                ),
+                _ => eprintln!("Rotated {}; the old secret no longer works.", key.prefix),
+            }
+        }
+        KeysCommand::Revoke { key } => {
+            let (revoked, email) = db
+                .write(Durability::Full, move |c| {
+                    let target = one_key(keys::find(c, &key)?, &key)?;
+                    keys::revoke(c, &target.id)?;
+                    audit::record(
+                        c,
+                        &target.account_id,
+                        audit::Action::KeyRevoked,
+                        None,
+                        Some(&target.prefix),
+                        now,
+                    )?;
+                    let email = accounts::by_id(c, &target.account_id)?
+                        .map(|a| a.email)
+                        .unwrap_or_default();
+                    Ok((target, email))
+                })
+                .await?;
+            outln!("Revoked {} ({}) of {email}", revoked.prefix, revoked.id);
+        }
+    }
+    Ok(())
+}
+
+/// Exactly one key for an id or prefix; several is an error that lists them.
+fn one_key(mut found: Vec<keys::ApiKey>, wanted: &str) -> Result<keys::ApiKey> {
+    match found.len() {
+        0 => Err(Error::NotFound(format!(
+            "no API key has the id or prefix {wanted}"
+        ))),
+        1 => Ok(found.remove(0)),
+        _ => Err(Error::Conflict(format!(
+            "{wanted} matches {} keys, nothing was changed: {}",
+            found.len(),
+            found
+                .iter()
+                .map(|k| format!("{} ({})", k.prefix, k.id))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+async fn websites_cmd(cmd: WebsitesCommand, db: Db) -> Result<()> {
+    match cmd {
+        WebsitesCommand::Add {
+            email,
+            name,
+            domain,
+            timezone,
+            public_url,
+        } => {
+            let public_url = config::parse_public_url(&public_url).map_err(Error::Internal)?;
+            let mut problems = Vec::new();
+            let name = websites::validate_name(&name)
+                .map_err(|e| problems.push(e))
+                .ok();
+            let domain = websites::normalize_domain(&domain)
+                .map_err(|e| problems.push(e))
+                .ok();
+            let timezone = websites::validate_timezone(&timezone)
+                .map_err(|e| problems.push(e))
+                .ok();
+            let (Some(name), Some(domain), Some(timezone)) = (name, domain, timezone) else {
+                return Err(Error::Internal(
+                    problems
+                        .join("; ")
+                        .replace("name:", "--name:")
+                        .replace("domain:", "--domain:")
+                        .replace("timezone:", "--timezone:"),
+                ));
+            };
+            let account = account_by_email(&db, &email).await?;
+            let now = now_ms();
+            let new = websites::NewWebsite {
+                name,
+                domain,
+                timezone,
+                cookie_mode: false,
+                retention_days: None,
+            };
+            let site = db
+                .write(Durability::Full, move |c| {
+                    let site = websites::insert(c, &account.id, account.limit_websites, new, now)?;
+                    audit::record(
+                        c,
+                        &account.id,
+                        audit::Action::WebsiteCreated,
+                        None,
+                        Some(&site.domain),
+                        now,
+                    )?;
+                    Ok(site)
+                })
+                .await?;
+            outln!("{}", site.snippet(&public_url));
+            eprintln!(
+                "Added {} ({}) with id {}; paste the snippet above into its pages.",
+                site.name, site.domain, site.id
+            );
+        }
+        WebsitesCommand::List { email } => {
+            let owner = match &email {
+                Some(e) => Some(account_by_email(&db, e).await?),
+                None => None,
+            };
+            let owner_id = owner.map(|a| a.id);
+            let (list, accounts) = db
+                .read(move |c| Ok((websites::list(c, owner_id.as_deref())?, accounts::list(c)?)))
+                .await?;
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|w| {
+                    vec![
+                        w.id.clone(),
+                        accounts
+                            .iter()
+                            .find(|a| a.id == w.account_id)
+                            .map_or("-".into(), |a| a.email.clone()),
+                        w.name.clone(),
+                        w.domain.clone(),
+                        w.timezone.clone(),
+                        iso_ms(w.created_at),
+                    ]
+                })
+                .collect();
+            print_table(
+                &["ID", "ACCOUNT", "NAME", "DOMAIN", "TIMEZONE", "CREATED"],
+                &rows,
+            )?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -14,6 +14,13 @@ pub struct Config {
     pub trusted_proxies: TrustedProxies,
     pub queue_capacity: usize,
     pub login_attempts_per_minute: u32,
+    /// Requests per minute and burst per API key.
+    pub api_rate_limit: u32,
+    pub api_rate_burst: u32,
+    /// Requests per minute (and burst) per account for dashboard sessions.
+    pub session_rate_limit: u32,
+    /// Failed authentications per minute per client IP before it is refused outright.
+    pub auth_fail_limit: u32,
 }
 
 impl Config {
@@ -26,6 +33,10 @@ impl Config {
             trusted_proxies: TrustedProxies::loopback(),
             queue_capacity: 10_000,
             login_attempts_per_minute: 10,
+            api_rate_limit: 60,
+            api_rate_burst: 60,
+            session_rate_limit: 600,
+            auth_fail_limit: 20,
         }
     }
 

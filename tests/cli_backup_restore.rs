@@ -484,7 +484,6 @@ fn backup_keep_2_after_4_backups_leaves_the_newest_2() {
 }
 
 #[test]
-#[ignore = "bug: --keep sorts by name, and jetrack-<stamp>-2.db sorts before jetrack-<stamp>.db, so backups made within one second are pruned in the wrong order"]
 fn backup_keep_leaves_the_newest_when_backups_share_a_second() {
     let sb = Sandbox::new();
     data_dir_with(&sb, &[]);
@@ -515,7 +514,6 @@ fn backup_keep_leaves_the_newest_when_backups_share_a_second() {
 }
 
 #[test]
-#[ignore = "bug: backup --output F --keep N fails with `error: No such file or directory (os error 2)` after writing F when DATA_DIR/backups does not exist"]
 fn backup_keep_with_output_works_before_any_default_backup_exists() {
     let sb = Sandbox::new();
     data_dir_with(&sb, &[]);
@@ -526,6 +524,28 @@ fn backup_keep_with_output_works_before_any_default_backup_exists() {
     assert_success(&out);
     assert_eq!(out.stdout, format!("{}\n", dest.display()));
     assert!(dest.exists());
+}
+
+#[test]
+fn backup_with_a_closed_stdout_fails_with_one_line_and_no_panic() {
+    let sb = Sandbox::new();
+    data_dir_with(&sb, &[]);
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = sb
+        .cmd()
+        .arg("backup")
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run jetrack");
+    let out = Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::new(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_failure(&out, "");
 }
 
 #[test]
@@ -736,7 +756,6 @@ fn restore_of_a_non_database_file_fails_and_leaves_the_database_untouched() {
 }
 
 #[test]
-#[ignore = "bug: restore accepts an empty (0-byte) file: SQLite reads it as an empty database, integrity_check says ok, and it replaces jetrack.db"]
 fn restore_of_an_empty_file_is_refused() {
     let sb = Sandbox::new();
     data_dir_with(&sb, &["a@example.com"]);
@@ -754,7 +773,6 @@ fn restore_of_an_empty_file_is_refused() {
 }
 
 #[test]
-#[ignore = "bug: restore accepts any SQLite database, even one without jetrack's tables (user_version 0, no accounts table), and replaces jetrack.db with it"]
 fn restore_of_a_foreign_sqlite_database_is_refused() {
     let sb = Sandbox::new();
     data_dir_with(&sb, &["a@example.com"]);
@@ -771,6 +789,32 @@ fn restore_of_a_foreign_sqlite_database_is_refused() {
         file_sha(&sb.db_path()),
         before,
         "the current database is untouched"
+    );
+}
+
+#[test]
+fn restore_of_a_wal_mode_file_leaves_no_stray_files() {
+    let sb = Sandbox::new();
+    data_dir_with(&sb, &["a@example.com"]);
+    let source_dir = sb.dir.path().join("copies");
+    std::fs::create_dir(&source_dir).unwrap();
+    let source = source_dir.join("live-copy.db");
+    std::fs::copy(sb.db_path(), &source).unwrap();
+    let header = std::fs::read(&source).unwrap();
+    assert_eq!(&header[18..20], &[2, 2], "a WAL-mode database file");
+
+    let out = run_path(&sb, &["restore"], &source);
+    assert_success(&out);
+    let staged = files_containing(&sb.data_dir(), "restoring");
+    let beside = files_containing(&source_dir, "live-copy.db-");
+    assert_eq!(emails_in(&sb.db_path()), vec!["a@example.com".to_string()]);
+    assert!(
+        staged.is_empty(),
+        "no staging file left in the data dir: {staged:?}"
+    );
+    assert!(
+        beside.is_empty(),
+        "nothing created beside the backup: {beside:?}"
     );
 }
 

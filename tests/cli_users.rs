@@ -392,6 +392,28 @@ fn users_list_on_an_empty_database_prints_only_the_header() {
 }
 
 #[test]
+fn users_list_with_a_closed_stdout_fails_with_one_line_and_no_panic() {
+    let sb = Sandbox::new();
+    add_user(&sb, "pipe@example.com", "pipe long password");
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = sb
+        .cmd()
+        .args(["users", "list"])
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run jetrack");
+    let out = Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::new(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_failure(&out, "");
+}
+
+#[test]
 fn users_list_unknown_flag_is_a_usage_error() {
     let sb = Sandbox::new();
     assert_usage(&run(&sb, &["users", "list", "--bogus"]), "--bogus");
@@ -594,6 +616,14 @@ fn users_remove_unknown_email_fails() {
     let out = run(&sb, &["users", "remove", "--email", "ghost@example.com"]);
     assert_failure(&out, "no account with the email ghost@example.com");
     assert!(row_for(&list(&sb), "here@example.com").is_some());
+}
+
+#[test]
+fn users_remove_on_a_fresh_data_dir_fails_with_one_line() {
+    let sb = Sandbox::new();
+    let out = run(&sb, &["users", "remove", "--email", "ghost@example.com"]);
+    assert_failure(&out, "no database at");
+    assert!(!sb.db_path().exists(), "a mistyped data dir gets no new database");
 }
 
 #[test]

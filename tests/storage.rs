@@ -115,35 +115,33 @@ fn a_database_from_a_newer_version_is_refused_and_left_untouched() {
     assert!(!path.with_extension("db-wal").exists());
 }
 
-const BROKEN: &[Migration] = &[
-    MIGRATIONS[0],
-    Migration {
-        version: 2,
-        name: "broken",
-        sql: "CREATE TABLE half_done (x INTEGER); INSERT INTO nowhere VALUES (1);",
-    },
-];
-
-const NEXT: &[Migration] = &[
-    MIGRATIONS[0],
-    Migration {
-        version: 2,
-        name: "next",
-        sql: "CREATE TABLE next_thing (x INTEGER);",
-    },
-];
+/// The project's migrations plus one more, numbered after the newest.
+fn with_next(name: &'static str, sql: &'static str) -> Vec<Migration> {
+    let mut list = MIGRATIONS.to_vec();
+    list.push(Migration {
+        version: latest_version(MIGRATIONS) + 1,
+        name,
+        sql,
+    });
+    list
+}
 
 #[tokio::test]
 async fn a_migration_that_fails_midway_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     Db::open(dir.path(), 16).unwrap().shutdown().await;
-    let err = Db::open_with(dir.path(), 16, BROKEN).err().expect("fails");
-    assert!(
-        err.to_string().contains("migration 0002_broken failed"),
-        "{err}"
+    let broken = with_next(
+        "broken",
+        "CREATE TABLE half_done (x INTEGER); INSERT INTO nowhere VALUES (1);",
     );
+    let err = Db::open_with(dir.path(), 16, &broken).err().expect("fails");
+    let expected = format!(
+        "migration {:04}_broken failed",
+        latest_version(MIGRATIONS) + 1
+    );
+    assert!(err.to_string().contains(&expected), "{err}");
     let c = Connection::open(dir.path().join("jetrack.db")).unwrap();
-    assert_eq!(pragma_i64(&c, "user_version"), 1);
+    assert_eq!(pragma_i64(&c, "user_version"), latest_version(MIGRATIONS));
     let half: i64 = c
         .query_row(
             "SELECT count(*) FROM sqlite_master WHERE name = 'half_done'",
@@ -173,7 +171,8 @@ async fn an_existing_database_is_backed_up_before_migrating() {
     db.shutdown().await;
     drop(db);
 
-    let db = Db::open_with(dir.path(), 16, NEXT).unwrap();
+    let next = with_next("next", "CREATE TABLE next_thing (x INTEGER);");
+    let db = Db::open_with(dir.path(), 16, &next).unwrap();
     db.shutdown().await;
     let backups: Vec<_> = std::fs::read_dir(dir.path().join("backups"))
         .unwrap()
@@ -186,16 +185,18 @@ async fn an_existing_database_is_backed_up_before_migrating() {
         .to_str()
         .unwrap()
         .to_string();
+    let latest = latest_version(MIGRATIONS);
+    let suffix = format!("-before-migration-from-v{latest}.db");
     assert!(
-        name.starts_with("jetrack-") && name.ends_with("-before-migration-from-v1.db"),
+        name.starts_with("jetrack-") && name.ends_with(&suffix),
         "{name}"
     );
     let copy = Connection::open(&backups[0]).unwrap();
-    assert_eq!(pragma_i64(&copy, "user_version"), 1);
+    assert_eq!(pragma_i64(&copy, "user_version"), latest);
     let n: i64 = copy
         .query_row("SELECT count(*) FROM accounts", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n, 1);
     let live = Connection::open(dir.path().join("jetrack.db")).unwrap();
-    assert_eq!(pragma_i64(&live, "user_version"), 2);
+    assert_eq!(pragma_i64(&live, "user_version"), latest + 1);
 }

@@ -2,5 +2,6 @@
 
 pub mod limits;
 pub mod password;
+pub mod ratelimit;
 pub mod session;
 pub mod token;

@@ -82,6 +82,31 @@ pub fn vacuum_into(conn: &Connection, dest: &Path) -> Result<()> {
     }
 }
 
+/// Makes the staged copy one self-contained file (its WAL folded in) and checks that it is a
+/// sound jetrack database this version can open.
+fn settle(path: &Path) -> Result<()> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.busy_timeout(super::BUSY_TIMEOUT)?;
+    let version = super::migrations::ensure_not_newer(&conn, super::migrations::MIGRATIONS)?;
+    let is_jetrack: bool = conn.query_row(
+        "SELECT count(*) = 1 FROM sqlite_master WHERE type = 'table' AND name = 'accounts'",
+        [],
+        |r| r.get(0),
+    )?;
+    if version < 1 || !is_jetrack {
+        return Err(Error::Internal("the file is not a jetrack database".into()));
+    }
+    let _: String = conn.query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))?;
+    let problems = integrity_problems(&conn)?;
+    if !problems.is_empty() {
+        return Err(Error::Internal(format!(
+            "integrity check failed: {}",
+            problems.join("; ")
+        )));
+    }
+    Ok(())
+}
+
 /// `PRAGMA integrity_check` on a database file, opened read-only.
 pub fn verify(path: &Path) -> Result<()> {
     let conn = super::open_read_only(path)?;
@@ -117,6 +142,9 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 /// Deletes all but the newest `keep` backups in the default folder; returns the deleted paths.
 pub fn prune(data_dir: &Path, keep: usize) -> Result<Vec<PathBuf>> {
     let dir = data_dir.join(BACKUP_DIR);
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
     let mut backups: Vec<PathBuf> = fs::read_dir(&dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
@@ -125,8 +153,7 @@ pub fn prune(data_dir: &Path, keep: usize) -> Result<Vec<PathBuf>> {
                 .is_some_and(|n| n.starts_with(BACKUP_PREFIX) && n.ends_with(".db"))
         })
         .collect();
-    // Names carry a UTC timestamp, so the name order is the time order.
-    backups.sort();
+    backups.sort_by_key(|p| age_key(p));
     let excess = backups.len().saturating_sub(keep);
     let doomed: Vec<PathBuf> = backups.into_iter().take(excess).collect();
     for p in &doomed {
@@ -136,6 +163,23 @@ pub fn prune(data_dir: &Path, keep: usize) -> Result<Vec<PathBuf>> {
         sync_dir(&dir)?;
     }
     Ok(doomed)
+}
+
+/// Orders backups oldest first: by the UTC stamp in the name, then by the `-N` that
+/// `unique_path` adds when several share a second (plain name first).
+fn age_key(path: &Path) -> (String, u64, String) {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let rest = name
+        .strip_prefix(BACKUP_PREFIX)
+        .and_then(|r| r.strip_suffix(".db"))
+        .unwrap_or("");
+    let (stamp, tail) = rest.split_at(rest.len().min(16));
+    let counter = match tail.strip_prefix('-').map(str::parse::<u64>) {
+        None => 1,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => 0,
+    };
+    (stamp.to_string(), counter, name.to_string())
 }
 
 /// The paths a restore moves aside: the database, its WAL and its shared-memory file.
@@ -155,13 +199,24 @@ pub fn aside_path(path: &Path) -> PathBuf {
 pub fn restore(source: &Path, db_path: &Path, force: bool) -> Result<()> {
     let folder = db_path.parent().unwrap_or(Path::new("."));
     let staged = folder.join(".jetrack.db.restoring");
-    let _ = fs::remove_file(&staged);
+    let staged_files = live_files(&staged);
+    let discard = || {
+        for p in &staged_files {
+            let _ = fs::remove_file(p);
+        }
+    };
+    discard();
     fs::copy(source, &staged)?;
-    File::open(&staged)?.sync_all()?;
-    if let Err(e) = verify(&staged) {
-        let _ = fs::remove_file(&staged);
+    // A copy of a live database may have its last commits in a WAL beside it.
+    let source_wal = PathBuf::from(format!("{}-wal", source.display()));
+    if source_wal.exists() {
+        fs::copy(&source_wal, &staged_files[1])?;
+    }
+    if let Err(e) = settle(&staged) {
+        discard();
         return Err(e);
     }
+    File::open(&staged)?.sync_all()?;
     let current = live_files(db_path);
     if let Some(taken) = current.iter().map(|p| aside_path(p)).find(|p| p.exists()) {
         if !force {

@@ -15,11 +15,18 @@ pub struct Migration {
 }
 
 /// The project's migrations. Never edit one that has shipped: add the next number.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "accounts",
-    sql: include_str!("../../migrations/0001_accounts.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "accounts",
+        sql: include_str!("../../migrations/0001_accounts.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "websites_api_keys",
+        sql: include_str!("../../migrations/0002_websites_api_keys.sql"),
+    },
+];
 
 pub fn latest_version(migrations: &[Migration]) -> i64 {
     migrations.last().map_or(0, |m| m.version)

@@ -2,13 +2,14 @@
 
 use serde_json::json;
 
-use super::{Answer, Caller, Ctx};
+use super::{Answer, Ctx};
 use crate::accounts::{self, ProfileChange};
 use crate::audit::{self, Action};
 use crate::auth::{password, session};
 use crate::db::Durability;
 use crate::error::{Error, Result};
-use crate::time::now_ms;
+use crate::time::{iso_ms, month_bounds_utc, now_ms};
+use crate::websites;
 
 pub async fn get(ctx: Ctx) -> Result<Answer> {
     let id = ctx.caller()?.account().id.clone();
@@ -69,7 +70,7 @@ pub async fn change_password(mut ctx: Ctx) -> Result<Answer> {
     let (Some(current), Some(new)) = (current, new) else {
         return Err(Error::invalid("body: incomplete"));
     };
-    let Caller::Session { session: live, .. } = ctx.caller()?;
+    let (_, live) = ctx.session()?;
     let account_id = live.account.id.clone();
     let keep = live.hash;
     let id = account_id.clone();
@@ -96,4 +97,62 @@ pub async fn change_password(mut ctx: Ctx) -> Result<Answer> {
         })
         .await?;
     Answer::ok(json!({ "passwordChanged": true, "otherSessionsEnded": ended }))
+}
+
+pub async fn subscription(ctx: Ctx) -> Result<Answer> {
+    let account = ctx.caller()?.account();
+    let (start, end) = month_bounds_utc(now_ms());
+    Answer::ok(json!({
+        "plan": "self-hosted",
+        "status": "active",
+        "currentPeriodStart": iso_ms(start),
+        "currentPeriodEnd": iso_ms(end),
+        "limits": {
+            "pageviewsPerMonth": account.limit_pageviews_per_month,
+            "websites": account.limit_websites,
+        },
+    }))
+}
+
+pub async fn usage(ctx: Ctx) -> Result<Answer> {
+    let account = ctx.caller()?.account().clone();
+    let (start, end) = month_bounds_utc(now_ms());
+    let id = account.id.clone();
+    let (pageviews, sites) = ctx
+        .app
+        .db
+        .read(move |c| {
+            Ok((
+                accounts::pageviews_between(c, &id, start, end)?,
+                websites::count_for(c, &id)?,
+            ))
+        })
+        .await?;
+    let percentage = account
+        .limit_pageviews_per_month
+        .map(|limit| (pageviews as f64 / limit as f64 * 10_000.0).round() / 100.0);
+    Answer::ok(json!({
+        "currentPeriod": {"start": iso_ms(start), "end": iso_ms(end)},
+        "pageviews": {
+            "used": pageviews,
+            "limit": account.limit_pageviews_per_month,
+            "percentage": percentage,
+        },
+        "websites": {"used": sites, "limit": account.limit_websites},
+    }))
+}
+
+pub async fn audit_log(ctx: Ctx) -> Result<Answer> {
+    let (limit, page) = ctx.pagination()?;
+    let (_, live) = ctx.session()?;
+    let id = live.account.id.clone();
+    let (entries, more) = ctx
+        .app
+        .db
+        .read(move |c| audit::page(c, &id, limit, page))
+        .await?;
+    Ok(Answer::ok(entries)?.meta(
+        "pagination",
+        json!({"page": page, "limit": limit, "hasMore": more}),
+    ))
 }

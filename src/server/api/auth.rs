@@ -4,7 +4,7 @@ use http::StatusCode;
 use http::header::SET_COOKIE;
 use serde_json::json;
 
-use super::{Answer, Caller, Ctx};
+use super::{Answer, Ctx};
 use crate::accounts::{self, NewAccount};
 use crate::audit::{self, Action};
 use crate::auth::{password, session, token::constant_time_eq};
@@ -149,7 +149,7 @@ pub async fn login(mut ctx: Ctx) -> Result<Answer> {
 }
 
 pub async fn logout(ctx: Ctx) -> Result<Answer> {
-    let Caller::Session { session: live, .. } = ctx.caller()?;
+    let (_, live) = ctx.session()?;
     let hash = live.hash;
     let id = live.account.id.clone();
     let ip = ctx.client_ip;
@@ -165,10 +165,7 @@ pub async fn logout(ctx: Ctx) -> Result<Answer> {
 }
 
 pub async fn current(ctx: Ctx) -> Result<Answer> {
-    let Caller::Session {
-        token,
-        session: live,
-    } = ctx.caller()?;
+    let (token, live) = ctx.session()?;
     Answer::ok(json!({
         "account": live.account.view(),
         "csrfToken": session::csrf_token(token),

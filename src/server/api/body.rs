@@ -65,6 +65,23 @@ impl Fields {
         self.errors.push(e.into());
     }
 
+    /// Takes a field as it is, whatever its type.
+    pub fn take(&mut self, name: &str) -> Option<Value> {
+        self.map.remove(name)
+    }
+
+    /// A boolean field: absent → `None`; present but not a boolean → an error.
+    pub fn boolean(&mut self, name: &str) -> Option<bool> {
+        match self.map.remove(name) {
+            None => None,
+            Some(Value::Bool(b)) => Some(b),
+            Some(_) => {
+                self.errors.push(format!("{name}: must be true or false"));
+                None
+            }
+        }
+    }
+
     /// A string field: absent → `None`; present but not a string → an error.
     pub fn string(&mut self, name: &str) -> Option<String> {
         match self.map.remove(name) {

@@ -9,6 +9,10 @@
 mod account;
 mod auth;
 pub mod body;
+pub mod caller;
+mod keys;
+pub mod openapi;
+mod websites;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -19,16 +23,19 @@ use futures_util::{Stream, TryStreamExt};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use warp::Filter;
 use warp::reply::Response;
 
 use super::RouteTemplate;
 use crate::app::App;
-use crate::auth::session::{self, LiveSession};
+use crate::auth::ratelimit::Budget;
+use crate::auth::session;
 use crate::error::{Error, Result};
+use crate::keys::Scope;
 use crate::net::PeerAddr;
-use crate::time::now_ms;
+pub use caller::Caller;
+use openapi::schema;
 
 pub const BASE: &str = "/api/v1";
 
@@ -37,15 +44,17 @@ pub const BASE: &str = "/api/v1";
 pub enum Access {
     /// No credential needed.
     Public,
-    /// The dashboard's session only.
+    /// The dashboard's session only: API keys get 403 (SPEC 2.1).
     Session,
-    /// Any authenticated caller.
+    /// An API key or a session.
     Account,
 }
 
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Answer>> + Send>>;
 pub type Handler = fn(Ctx) -> HandlerFuture;
 
+/// One route of the API: how it is matched, who may call it, and what the OpenAPI document
+/// says of it. The router and the document are both built from this table.
 pub struct Route {
     pub method: Method,
     /// Template relative to `/api/v1`, with `{name}` segments.
@@ -53,34 +62,147 @@ pub struct Route {
     pub access: Access,
     /// Query parameters the route takes; anything else is refused.
     pub query: &'static [&'static str],
+    /// Status of a successful answer.
+    pub status: StatusCode,
     pub summary: &'static str,
+    pub description: &'static str,
+    /// JSON schema of the request body, for routes that take one.
+    pub body: Option<fn() -> Value>,
+    /// JSON schema of `data` in a successful answer.
+    pub data: fn() -> Value,
     pub handler: Handler,
 }
 
-macro_rules! route {
-    ($method:ident $path:literal, $access:ident, $query:expr, $summary:literal, $handler:path) => {
+impl Route {
+    fn new(
+        method: Method,
+        path: &'static str,
+        access: Access,
+        summary: &'static str,
+        handler: Handler,
+    ) -> Route {
         Route {
-            method: Method::$method,
-            path: $path,
-            access: Access::$access,
-            query: $query,
-            summary: $summary,
-            handler: |ctx| Box::pin($handler(ctx)),
+            method,
+            path,
+            access,
+            query: &[],
+            status: StatusCode::OK,
+            summary,
+            description: "",
+            body: None,
+            data: schema::object,
+            handler,
         }
+    }
+
+    fn query(mut self, names: &'static [&'static str]) -> Route {
+        self.query = names;
+        self
+    }
+
+    fn created(mut self) -> Route {
+        self.status = StatusCode::CREATED;
+        self
+    }
+
+    fn describe(mut self, text: &'static str) -> Route {
+        self.description = text;
+        self
+    }
+
+    fn body(mut self, schema: fn() -> Value) -> Route {
+        self.body = Some(schema);
+        self
+    }
+
+    fn data(mut self, schema: fn() -> Value) -> Route {
+        self.data = schema;
+        self
+    }
+
+    /// Whether the route changes state: `read` keys may not call it, sessions need CSRF.
+    pub fn changes_state(&self) -> bool {
+        is_state_changing(&self.method)
+    }
+}
+
+macro_rules! h {
+    ($handler:path) => {
+        |ctx| Box::pin($handler(ctx)) as HandlerFuture
     };
 }
 
 /// The API: every route, in one table.
 pub fn table() -> Vec<Route> {
+    use Access::{Account, Public, Session};
+    use Method as M;
+    const PAGE: &[&str] = &["limit", "page"];
     vec![
-        route!(GET "/auth/setup", Public, &[], "Whether the first account still has to be created", auth::setup_needed),
-        route!(POST "/auth/setup", Public, &[], "Create the first account with the token printed by `jetrack serve`", auth::setup),
-        route!(POST "/auth/login", Public, &[], "Log in to the dashboard; sets the session cookie", auth::login),
-        route!(POST "/auth/logout", Session, &[], "End the current dashboard session", auth::logout),
-        route!(GET "/auth/session", Session, &[], "The current session's account and CSRF token", auth::current),
-        route!(GET "/account", Account, &[], "The caller's account", account::get),
-        route!(PATCH "/account", Account, &[], "Change the caller's name or picture", account::update),
-        route!(POST "/account/password", Session, &[], "Change the password; ends the account's other sessions", account::change_password),
+        Route::new(M::GET, "/openapi.json", Public, "This OpenAPI document", h!(openapi::serve))
+            .describe("The OpenAPI 3.1 description of the whole API, generated from the same table as the routes. Not wrapped in the envelope.")
+            .data(schema::object),
+        Route::new(M::GET, "/auth/setup", Public, "Whether the first account still has to be created", h!(auth::setup_needed))
+            .data(schema::setup_needed),
+        Route::new(M::POST, "/auth/setup", Public, "Create the first account", h!(auth::setup))
+            .describe("Only while no account exists, with the one-time token printed by `jetrack serve`. Answers with the account and the CSRF token of the new session, whose cookie it sets.")
+            .created()
+            .body(schema::setup_body)
+            .data(schema::session),
+        Route::new(M::POST, "/auth/login", Public, "Log in to the dashboard", h!(auth::login))
+            .describe("Sets the session cookie. 10 attempts per minute per client address; the same 401 for an unknown email and a wrong password.")
+            .body(schema::login_body)
+            .data(schema::session),
+        Route::new(M::POST, "/auth/logout", Session, "End the current dashboard session", h!(auth::logout))
+            .data(schema::logged_out),
+        Route::new(M::GET, "/auth/session", Session, "The current session's account and CSRF token", h!(auth::current))
+            .data(schema::session),
+        Route::new(M::GET, "/account", Account, "The caller's account", h!(account::get))
+            .data(schema::account),
+        Route::new(M::PATCH, "/account", Account, "Change the caller's name or picture", h!(account::update))
+            .body(schema::account_patch)
+            .data(schema::account),
+        Route::new(M::POST, "/account/password", Session, "Change the password", h!(account::change_password))
+            .describe("Dashboard session only. Ends the account's other sessions.")
+            .body(schema::password_body)
+            .data(schema::password_changed),
+        Route::new(M::GET, "/account/subscription", Account, "The account's plan and limits", h!(account::subscription))
+            .describe("The period is the current calendar month in UTC; its end is exclusive. A null limit means unlimited.")
+            .data(schema::subscription),
+        Route::new(M::GET, "/account/usage", Account, "What the account used this month", h!(account::usage))
+            .describe("`pageviews.used` counts pageviews whose own timestamp is in the current calendar month (UTC), so imported history does not use it up. `percentage` is used ÷ limit × 100 with 2 decimals, null when unlimited.")
+            .data(schema::usage),
+        Route::new(M::GET, "/account/api-keys", Session, "List the account's API keys", h!(keys::list))
+            .describe("Dashboard session only. Never shows a secret.")
+            .data(schema::key_list),
+        Route::new(M::POST, "/account/api-keys", Session, "Create an API key", h!(keys::create))
+            .describe("Dashboard session only. The answer is the only time the full key is shown. At most 20 keys per account (409 beyond).")
+            .created()
+            .body(schema::key_body)
+            .data(schema::new_key),
+        Route::new(M::POST, "/account/api-keys/{keyId}/regenerate", Session, "Give an API key a new secret", h!(keys::regenerate))
+            .describe("Dashboard session only. Keeps the id, name, scope and expiry; the old secret stops working at once.")
+            .data(schema::new_key),
+        Route::new(M::DELETE, "/account/api-keys/{keyId}", Session, "Revoke an API key", h!(keys::revoke))
+            .describe("Dashboard session only. Irreversible.")
+            .data(schema::revoked),
+        Route::new(M::GET, "/account/audit-log", Session, "Recent security activity, newest first", h!(account::audit_log))
+            .describe("Dashboard session only. Addresses are cut to their network (IPv4 /24, IPv6 /48); never a secret.")
+            .query(PAGE)
+            .data(schema::audit_list),
+        Route::new(M::GET, "/websites", Account, "List the account's websites", h!(websites::list))
+            .data(schema::website_list),
+        Route::new(M::POST, "/websites", Account, "Add a website", h!(websites::create))
+            .describe("409 when the account already has the domain; 403 over the account's website limit.")
+            .created()
+            .body(schema::website_create)
+            .data(schema::website),
+        Route::new(M::GET, "/websites/{id}", Account, "A website", h!(websites::get))
+            .data(schema::website),
+        Route::new(M::PATCH, "/websites/{id}", Account, "Change a website", h!(websites::update))
+            .body(schema::website_patch)
+            .data(schema::website),
+        Route::new(M::DELETE, "/websites/{id}", Account, "Delete a website and its data", h!(websites::delete))
+            .data(schema::deleted),
     ]
 }
 
@@ -88,7 +210,11 @@ pub fn table() -> Vec<Route> {
 pub struct Answer {
     pub status: StatusCode,
     pub data: Value,
+    /// Extra `meta` members, such as `pagination`.
+    pub meta: Map<String, Value>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Sent as it is, without the envelope (the OpenAPI document).
+    pub bare: bool,
 }
 
 impl Answer {
@@ -102,8 +228,20 @@ impl Answer {
         Ok(Answer {
             status,
             data,
+            meta: Map::new(),
             headers: Vec::new(),
+            bare: false,
         })
+    }
+
+    pub fn bare(document: Value) -> Answer {
+        Answer {
+            status: StatusCode::OK,
+            data: document,
+            meta: Map::new(),
+            headers: Vec::new(),
+            bare: true,
+        }
     }
 
     pub fn header(mut self, name: HeaderName, value: &str) -> Answer {
@@ -112,18 +250,10 @@ impl Answer {
         }
         self
     }
-}
 
-/// The authenticated caller of a request.
-pub enum Caller {
-    Session { token: String, session: LiveSession },
-}
-
-impl Caller {
-    pub fn account(&self) -> &crate::accounts::Account {
-        match self {
-            Caller::Session { session, .. } => &session.account,
-        }
+    pub fn meta(mut self, key: &str, value: Value) -> Answer {
+        self.meta.insert(key.to_string(), value);
+        self
     }
 }
 
@@ -144,6 +274,57 @@ impl Ctx {
     /// The authenticated caller; routes that are not public always have one.
     pub fn caller(&self) -> Result<&Caller> {
         self.caller.as_ref().ok_or(Error::Unauthorized)
+    }
+
+    /// The dashboard session of a session-only route, with its token.
+    pub fn session(&self) -> Result<(&str, &crate::auth::session::LiveSession)> {
+        match self.caller()? {
+            Caller::Session { token, session } => Ok((token.as_str(), session)),
+            Caller::Key { .. } => Err(Error::Forbidden("A dashboard session is required".into())),
+        }
+    }
+
+    pub fn account_id(&self) -> Result<String> {
+        Ok(self.caller()?.account().id.clone())
+    }
+
+    /// `limit` (default 10, 1–1000) and `page` (1-based) of a paginated list (SPEC 2.3).
+    pub fn pagination(&self) -> Result<(i64, i64)> {
+        let mut errors = Vec::new();
+        let limit = match self.query_value("limit") {
+            None => 10,
+            Some(v) => match v.parse::<i64>() {
+                Ok(n) if (1..=1000).contains(&n) => n,
+                _ => {
+                    errors.push("limit: must be an integer between 1 and 1000".to_string());
+                    10
+                }
+            },
+        };
+        let page = match self.query_value("page") {
+            None => 1,
+            Some(v) => match v.parse::<i64>() {
+                Ok(n) if (1..=1_000_000).contains(&n) => n,
+                _ => {
+                    errors.push("page: must be an integer between 1 and 1000000".to_string());
+                    1
+                }
+            },
+        };
+        if errors.is_empty() {
+            Ok((limit, page))
+        } else {
+            Err(Error::invalid_all(errors))
+        }
+    }
+
+    /// A query parameter's value (the last one wins).
+    pub fn query_value(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn param(&self, name: &str) -> &str {
@@ -276,17 +457,31 @@ async fn dispatch(
                 resp.headers_mut().insert(header::ALLOW, v);
             }
         }
+        rate_headers(&mut resp, app.key_throttle.full());
         resp.extensions_mut().insert(RouteTemplate(template));
         return resp;
     };
     let client_ip = app.config.trusted_proxies.client_ip(peer.ip(), &headers);
-    let mut resp = match handle(
-        route, params, app, method, headers, raw_query, client_ip, body,
+    let mut budget = app.key_throttle.full();
+    let outcome = handle(
+        route,
+        params,
+        &app,
+        method,
+        headers,
+        raw_query,
+        client_ip,
+        body,
+        &mut budget,
     )
-    .await
-    {
+    .await;
+    let mut resp = match outcome {
+        Ok(answer) if answer.bare => json_response(answer.status, &answer.data),
         Ok(answer) => {
-            let mut resp = envelope(answer.status, answer.data);
+            let mut meta = answer.meta;
+            meta.insert("status".into(), json!(answer.status.as_u16()));
+            let body = json!({"success": true, "data": answer.data, "meta": meta});
+            let mut resp = json_response(answer.status, &body);
             for (name, value) in answer.headers {
                 resp.headers_mut().append(name, value);
             }
@@ -299,29 +494,55 @@ async fn dispatch(
             error_response(&err)
         }
     };
+    rate_headers(&mut resp, budget);
     resp.extensions_mut().insert(RouteTemplate(route.path));
     resp
 }
 
+/// The order matters: credentials before anything that would tell an anonymous caller more
+/// (so every protected route answers 401 without a key), the budget before any work.
 #[allow(clippy::too_many_arguments)]
 async fn handle(
     route: &'static Route,
     params: Vec<(&'static str, String)>,
-    app: App,
+    app: &App,
     method: Method,
     headers: HeaderMap,
     raw_query: String,
     client_ip: IpAddr,
     body: BodyStream,
+    budget: &mut Budget,
 ) -> Result<Answer> {
-    let query = parse_query(&raw_query, route.query)?;
-    if is_state_changing(&method) {
-        check_origin(&app, &headers)?;
-    }
     let caller = match route.access {
         Access::Public => None,
-        Access::Session | Access::Account => Some(authenticate(&app, &headers).await?),
+        Access::Session | Access::Account => {
+            Some(caller::authenticate(app, &headers, client_ip).await?)
+        }
     };
+    if let Some(caller) = &caller {
+        match caller::spend(app, caller) {
+            Ok(b) => *budget = b,
+            Err((b, retry_after)) => {
+                *budget = b;
+                return Err(Error::TooManyRequests {
+                    message: "Rate limit exceeded; retry after the time in Retry-After".into(),
+                    retry_after,
+                });
+            }
+        }
+        if route.access == Access::Session && !caller.is_session() {
+            return Err(Error::Forbidden(
+                "API keys cannot manage API keys, the password or the audit log; use the dashboard"
+                    .into(),
+            ));
+        }
+        if route.changes_state() && caller.scope() == Scope::Read {
+            return Err(Error::Forbidden("This API key is read-only".into()));
+        }
+    }
+    if is_state_changing(&method) && caller.as_ref().is_none_or(Caller::is_session) {
+        check_origin(app, &headers)?;
+    }
     if let Some(Caller::Session { token, .. }) = &caller
         && is_state_changing(&method)
     {
@@ -335,8 +556,9 @@ async fn handle(
             ));
         }
     }
+    let query = parse_query(&raw_query, route.query)?;
     let ctx = Ctx {
-        app,
+        app: app.clone(),
         headers,
         params,
         query,
@@ -345,6 +567,27 @@ async fn handle(
         body: Some(body),
     };
     (route.handler)(ctx).await
+}
+
+/// The rate-limit headers of SPEC 2.2, on every answer.
+fn rate_headers(resp: &mut Response, b: Budget) {
+    let h = resp.headers_mut();
+    let mut set = |name: &'static str, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(HeaderName::from_static(name), v);
+        }
+    };
+    set("x-ratelimit-limit", b.limit.to_string());
+    set("x-ratelimit-remaining", b.remaining.to_string());
+    set("x-ratelimit-reset", b.reset_secs.to_string());
+    set(
+        "ratelimit-policy",
+        format!("\"default\";q={};w=60", b.limit),
+    );
+    set(
+        "ratelimit",
+        format!("\"default\";r={};t={}", b.remaining, b.reset_secs),
+    );
 }
 
 /// Unknown parameters are refused, each named (SPEC 2.3).
@@ -400,39 +643,6 @@ fn check_origin(app: &App, headers: &HeaderMap) -> Result<()> {
             "Cross-origin requests are not allowed".into(),
         ))
     }
-}
-
-async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Caller> {
-    let Some(token) = app.cookie().read(headers) else {
-        return Err(Error::Unauthorized);
-    };
-    let now = now_ms();
-    let lookup_token = token.clone();
-    let found = app
-        .db
-        .read(move |c| session::lookup(c, &lookup_token, now))
-        .await?;
-    let Some(live) = found else {
-        return Err(Error::Unauthorized);
-    };
-    if now - live.last_seen_at >= session::TOUCH_EVERY_MS {
-        let hash = live.hash;
-        app.db
-            .write_detached(move |c| session::touch(c, &hash, now));
-    }
-    Ok(Caller::Session {
-        token,
-        session: live,
-    })
-}
-
-fn envelope(status: StatusCode, data: Value) -> Response {
-    let body = json!({
-        "success": true,
-        "data": data,
-        "meta": {"status": status.as_u16()},
-    });
-    json_response(status, &body)
 }
 
 /// The error envelope: status, one sentence, and every problem found.

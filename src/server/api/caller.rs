@@ -1,0 +1,159 @@
+//! Who is calling the API: an API key (`X-API-Key` or `Authorization: Bearer`) or the
+//! dashboard's session cookie (SPEC 2.1), and the rate-limit budget they spend (SPEC 2.2).
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
+
+use crate::accounts::{self, Account};
+use crate::app::App;
+use crate::auth::ratelimit::Budget;
+use crate::auth::session::{self, LiveSession};
+use crate::error::{Error, Result};
+use crate::keys::{self, ApiKey, Scope};
+use crate::time::now_ms;
+
+/// `lastUsedAt` is written at most this often per key.
+const LAST_USED_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+pub enum Caller {
+    Session { token: String, session: LiveSession },
+    Key { key: ApiKey, account: Account },
+}
+
+impl Caller {
+    pub fn account(&self) -> &Account {
+        match self {
+            Caller::Session { session, .. } => &session.account,
+            Caller::Key { account, .. } => account,
+        }
+    }
+
+    pub fn scope(&self) -> Scope {
+        match self {
+            Caller::Session { .. } => Scope::Full,
+            Caller::Key { key, .. } => key.scope,
+        }
+    }
+
+    pub fn is_session(&self) -> bool {
+        matches!(self, Caller::Session { .. })
+    }
+}
+
+/// The API key a request presents, if any. Both headers with different values → 400.
+pub fn presented_key(headers: &HeaderMap) -> Result<Option<String>> {
+    let header_key = headers
+        .get("x-api-key")
+        .map(|v| v.to_str().unwrap_or("").trim().to_string());
+    let bearer = headers.get(AUTHORIZATION).map(|v| {
+        let v = v.to_str().unwrap_or("").trim();
+        match v.split_once(' ') {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => {
+                rest.trim().to_string()
+            }
+            // Another scheme is a credential that cannot be right: it fails like a bad key.
+            _ => String::new(),
+        }
+    });
+    match (header_key, bearer) {
+        (Some(a), Some(b)) if a != b => Err(Error::invalid(
+            "X-API-Key: differs from the key in Authorization; send one of them",
+        )),
+        (Some(a), _) => Ok(Some(a)),
+        (None, b) => Ok(b),
+    }
+}
+
+/// Authenticates a request: an API key when one is presented, else the session cookie.
+/// Every failure is the same 401; addresses with too many bad keys get 429 without a lookup.
+pub async fn authenticate(app: &App, headers: &HeaderMap, ip: IpAddr) -> Result<Caller> {
+    if let Some(key) = presented_key(headers)? {
+        if let Some(wait) = app.auth_failures.blocked(ip) {
+            return Err(Error::TooManyRequests {
+                message: "Too many failed authentications from this address; try again later"
+                    .into(),
+                retry_after: wait,
+            });
+        }
+        return match authenticate_key(app, key).await? {
+            Some(caller) => Ok(caller),
+            None => {
+                app.auth_failures.failed(ip);
+                Err(Error::Unauthorized)
+            }
+        };
+    }
+    let Some(token) = app.cookie().read(headers) else {
+        return Err(Error::Unauthorized);
+    };
+    let now = now_ms();
+    let lookup = token.clone();
+    let live = app
+        .db
+        .read(move |c| session::lookup(c, &lookup, now))
+        .await?
+        .ok_or(Error::Unauthorized)?;
+    if now - live.last_seen_at >= session::TOUCH_EVERY_MS {
+        let hash = live.hash;
+        app.db
+            .write_detached(move |c| session::touch(c, &hash, now));
+    }
+    Ok(Caller::Session {
+        token,
+        session: live,
+    })
+}
+
+/// Looks the key up on every request: no cache, so a regenerated or revoked key (also by
+/// another process) fails on the very next request.
+async fn authenticate_key(app: &App, key: String) -> Result<Option<Caller>> {
+    if !keys::well_formed(&key) {
+        return Ok(None);
+    }
+    let now = now_ms();
+    let found = app
+        .db
+        .read(move |c| {
+            let Some(key) = keys::authenticate(c, &key, now)? else {
+                return Ok(None);
+            };
+            Ok(accounts::by_id(c, &key.account_id)?.map(|account| (key, account)))
+        })
+        .await?;
+    let Some((key, account)) = found else {
+        return Ok(None);
+    };
+    record_use(app, &key.id, now);
+    Ok(Some(Caller::Key { key, account }))
+}
+
+/// Writes `lastUsedAt` off the request path, at most once a minute per key.
+fn record_use(app: &App, key_id: &str, now: i64) {
+    {
+        let mut last = app.key_last_written.lock().expect("not poisoned");
+        if last
+            .get(key_id)
+            .is_some_and(|at| at.elapsed() < LAST_USED_EVERY)
+        {
+            return;
+        }
+        if last.len() > 10_000 {
+            last.retain(|_, at| at.elapsed() < LAST_USED_EVERY);
+        }
+        last.insert(key_id.to_string(), Instant::now());
+    }
+    let id = key_id.to_string();
+    tracing::debug!(key = %id, "recording lastUsedAt");
+    app.db.write_detached(move |c| keys::touch(c, &id, now));
+}
+
+/// Spends one request of the caller's budget: per key, or per account for sessions.
+pub fn spend(app: &App, caller: &Caller) -> std::result::Result<Budget, (Budget, u64)> {
+    match caller {
+        Caller::Key { key, .. } => app.key_throttle.check(&key.id),
+        Caller::Session { session, .. } => app.session_throttle.check(&session.account.id),
+    }
+}

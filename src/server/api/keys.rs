@@ -1,0 +1,155 @@
+//! `/account/api-keys`: the account's API keys, managed from a dashboard session only.
+
+use http::StatusCode;
+use serde_json::{Value, json};
+
+use super::{Answer, Ctx};
+use crate::audit::{self, Action};
+use crate::db::Durability;
+use crate::error::{Error, Result};
+use crate::keys::{self, NewKey, NewKeyView, Scope};
+use crate::time::now_ms;
+
+pub async fn list(ctx: Ctx) -> Result<Answer> {
+    let (_, live) = ctx.session()?;
+    let id = live.account.id.clone();
+    let list = ctx.app.db.read(move |c| keys::list(c, Some(&id))).await?;
+    Answer::ok(list.iter().map(|k| k.view()).collect::<Vec<_>>())
+}
+
+pub async fn create(mut ctx: Ctx) -> Result<Answer> {
+    let mut body = ctx.json_object().await?;
+    let mut problems = Vec::new();
+    let name = match body.nullable_string("name").flatten() {
+        Some(raw) => keys::validate_name(&raw)
+            .map_err(|m| problems.push(m))
+            .ok()
+            .flatten(),
+        None => None,
+    };
+    let scope = match body.nullable_string("scope").flatten() {
+        None => Scope::Full,
+        Some(raw) => Scope::parse(&raw).unwrap_or_else(|| {
+            problems.push("scope: must be \"full\" or \"read\"".into());
+            Scope::Full
+        }),
+    };
+    let expires_in_days = match body.take("expiresInDays") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_i64().map(keys::validate_expires_in_days) {
+            Some(Ok(days)) => Some(days),
+            Some(Err(m)) => {
+                problems.push(m);
+                None
+            }
+            None => {
+                problems.push(format!(
+                    "expiresInDays: must be an integer between 1 and {}",
+                    keys::MAX_EXPIRES_IN_DAYS
+                ));
+                None
+            }
+        },
+    };
+    body.finish_with(problems)?;
+    let (_, live) = ctx.session()?;
+    let account_id = live.account.id.clone();
+    let ip = ctx.client_ip;
+    let now = now_ms();
+    let new = NewKey {
+        name,
+        scope,
+        expires_in_days,
+    };
+    let (key, secret) = ctx
+        .app
+        .db
+        .write(Durability::Full, move |c| {
+            let (key, secret) = keys::create(c, &account_id, new, now)?;
+            audit::record(
+                c,
+                &account_id,
+                Action::KeyCreated,
+                Some(ip),
+                Some(&key_detail(&key)),
+                now,
+            )?;
+            Ok((key, secret))
+        })
+        .await?;
+    Answer::with_status(
+        StatusCode::CREATED,
+        NewKeyView {
+            key: secret,
+            view: key.view(),
+        },
+    )
+}
+
+/// What the audit log says of a key: its prefix and name, never the secret.
+fn key_detail(key: &keys::ApiKey) -> String {
+    match &key.name {
+        Some(name) => format!("{} ({name})", key.prefix),
+        None => key.prefix.clone(),
+    }
+}
+
+pub async fn regenerate(ctx: Ctx) -> Result<Answer> {
+    let (_, live) = ctx.session()?;
+    let account_id = live.account.id.clone();
+    let key_id = ctx.param("keyId").to_string();
+    let ip = ctx.client_ip;
+    let now = now_ms();
+    let (key, secret) = ctx
+        .app
+        .db
+        .write(Durability::Full, move |c| {
+            let old = keys::owned(c, &account_id, &key_id)?;
+            let (key, secret) = keys::regenerate(c, &old.id, None, now)?;
+            let detail = format!("{} → {}", old.prefix, key.prefix);
+            audit::record(
+                c,
+                &account_id,
+                Action::KeyRegenerated,
+                Some(ip),
+                Some(&detail),
+                now,
+            )?;
+            Ok((key, secret))
+        })
+        .await?;
+    Answer::ok(NewKeyView {
+        key: secret,
+        view: key.view(),
+    })
+}
+
+pub async fn revoke(ctx: Ctx) -> Result<Answer> {
+    let (_, live) = ctx.session()?;
+    let account_id = live.account.id.clone();
+    let key_id = ctx.param("keyId").to_string();
+    let ip = ctx.client_ip;
+    let now = now_ms();
+    let id = ctx
+        .app
+        .db
+        .write(Durability::Full, move |c| {
+            let key = keys::owned(c, &account_id, &key_id)?;
+            keys::revoke(c, &key.id)?;
+            audit::record(
+                c,
+                &account_id,
+                Action::KeyRevoked,
+                Some(ip),
+                Some(&key_detail(&key)),
+                now,
+            )?;
+            Ok(key.id)
+        })
+        .await
+        .map_err(|e| match e {
+            Error::NotFound(_) => Error::NotFound("API key not found".into()),
+            other => other,
+        })?;
+    Answer::ok(json!({"id": id, "revoked": true}))
+}

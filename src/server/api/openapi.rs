@@ -1,0 +1,386 @@
+//! The OpenAPI 3.1 document, generated from the route table that also builds the router.
+
+use serde_json::{Map, Value, json};
+
+use super::{Access, Answer, Ctx, Route, table};
+use crate::error::Result;
+
+pub async fn serve(ctx: Ctx) -> Result<Answer> {
+    Ok(Answer::bare(document(&table(), &ctx.app.config.public_url)))
+}
+
+/// What a query parameter means, once for every route that takes it.
+fn query_param(name: &str) -> Value {
+    let (description, schema) = match name {
+        "limit" => (
+            "Rows per page, 1–1000 (default 10)",
+            json!({"type": "integer", "minimum": 1, "maximum": 1000, "default": 10}),
+        ),
+        "page" => (
+            "Page number, from 1",
+            json!({"type": "integer", "minimum": 1, "maximum": 1_000_000, "default": 1}),
+        ),
+        _ => ("", json!({"type": "string"})),
+    };
+    json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
+}
+
+fn error_response(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    })
+}
+
+fn operation(route: &Route) -> Value {
+    let mut op = Map::new();
+    let id: String = format!("{} {}", route.method, route.path)
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    op.insert("operationId".into(), json!(id.to_lowercase()));
+    op.insert("summary".into(), json!(route.summary));
+    let mut description = route.description.to_string();
+    let who = match route.access {
+        Access::Public => "Public: no credential needed.",
+        Access::Session => "Dashboard session only (API keys get 403).",
+        Access::Account => {
+            "An API key (X-API-Key or Authorization: Bearer) or the dashboard session."
+        }
+    };
+    if !description.is_empty() {
+        description.push(' ');
+    }
+    description.push_str(who);
+    if route.changes_state() && route.access != Access::Public {
+        description.push_str(
+            " Changes state: a read-only key gets 403; a session must send X-CSRF-Token.",
+        );
+    }
+    op.insert("description".into(), json!(description));
+    op.insert(
+        "security".into(),
+        match route.access {
+            Access::Public => json!([]),
+            Access::Session => json!([{"session": []}]),
+            Access::Account => json!([{"apiKey": []}, {"bearer": []}, {"session": []}]),
+        },
+    );
+    let mut params: Vec<Value> = route
+        .path
+        .split('/')
+        .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .collect();
+    params.extend(route.query.iter().map(|q| query_param(q)));
+    if !params.is_empty() {
+        op.insert("parameters".into(), Value::Array(params));
+    }
+    if let Some(body) = route.body {
+        op.insert(
+            "requestBody".into(),
+            json!({"required": true, "content": {"application/json": {"schema": body()}}}),
+        );
+    }
+    let mut responses = Map::new();
+    let data = (route.data)();
+    let success = if route.path == "/openapi.json" {
+        json!({"description": "The OpenAPI document", "content": {"application/json": {"schema": data}}})
+    } else {
+        json!({
+            "description": "Success",
+            "content": {"application/json": {"schema": {
+                "type": "object",
+                "required": ["success", "data", "meta"],
+                "properties": {
+                    "success": {"const": true},
+                    "data": data,
+                    "meta": {"type": "object", "required": ["status"], "properties": {"status": {"type": "integer"}}}
+                }
+            }}}
+        })
+    };
+    responses.insert(route.status.as_u16().to_string(), success);
+    responses.insert(
+        "400".into(),
+        error_response("Invalid input; meta.errors names every problem"),
+    );
+    responses.insert(
+        "429".into(),
+        error_response("Rate limit exceeded; see Retry-After"),
+    );
+    if route.access != Access::Public || route.path == "/auth/login" {
+        responses.insert(
+            "401".into(),
+            error_response("Missing, malformed, unknown, expired or revoked credentials"),
+        );
+    }
+    if route.access != Access::Public || route.changes_state() {
+        responses.insert("403".into(), error_response("Not allowed for this caller"));
+    }
+    if route.path.contains('{') {
+        responses.insert("404".into(), error_response("No such resource"));
+    }
+    if route.path.starts_with("/websites") && route.changes_state()
+        || route.path == "/account/api-keys"
+    {
+        responses.insert("409".into(), error_response("Conflicts with what exists"));
+    }
+    if route.body.is_some() {
+        responses.insert("413".into(), error_response("Body over 64 KiB"));
+    }
+    if route.changes_state() {
+        responses.insert("503".into(), error_response("The server is shutting down"));
+    }
+    op.insert("responses".into(), Value::Object(responses));
+    Value::Object(op)
+}
+
+pub fn document(routes: &[Route], public_url: &str) -> Value {
+    let mut paths = Map::new();
+    for route in routes {
+        let item = paths
+            .entry(route.path.to_string())
+            .or_insert_with(|| json!({}));
+        item[route.method.as_str().to_lowercase()] = operation(route);
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Jetrack API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Every answer is an envelope: {success, data, meta: {status, message?, errors?, pagination?}}. \
+    Every answer carries X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, RateLimit-Policy and RateLimit. \
+    Unknown query parameters are refused with 400."
+        },
+        "servers": [{"url": format!("{public_url}/api/v1")}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                           "description": "bj_live_ followed by 64 lowercase hex characters"},
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "jetrack_session",
+                            "description": "The dashboard's session (`__Host-jetrack_session` behind https)"}
+            },
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["success", "data", "meta"],
+                    "properties": {
+                        "success": {"const": false},
+                        "data": {"type": "null"},
+                        "meta": {
+                            "type": "object",
+                            "required": ["status", "message", "errors"],
+                            "properties": {
+                                "status": {"type": "integer"},
+                                "message": {"type": "string"},
+                                "errors": {"type": "array", "items": {"type": "string"}}
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// JSON schemas of bodies and of `data`, one function each.
+pub mod schema {
+    use serde_json::{Value, json};
+
+    fn ts() -> Value {
+        json!({"type": "string", "format": "date-time"})
+    }
+
+    fn ts_or_null() -> Value {
+        json!({"type": ["string", "null"], "format": "date-time"})
+    }
+
+    fn str_or_null() -> Value {
+        json!({"type": ["string", "null"]})
+    }
+
+    fn int_or_null() -> Value {
+        json!({"type": ["integer", "null"]})
+    }
+
+    fn obj(props: Value) -> Value {
+        let required: Vec<String> = props
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        json!({"type": "object", "required": required, "properties": props})
+    }
+
+    fn list(item: Value) -> Value {
+        json!({"type": "array", "items": item})
+    }
+
+    pub fn object() -> Value {
+        json!({"type": "object"})
+    }
+
+    pub fn setup_needed() -> Value {
+        obj(json!({"needed": {"type": "boolean"}}))
+    }
+
+    pub fn account() -> Value {
+        obj(json!({
+            "id": {"type": "string", "format": "uuid"},
+            "email": {"type": "string"},
+            "firstName": str_or_null(),
+            "lastName": str_or_null(),
+            "picture": str_or_null(),
+            "emailVerifiedAt": ts_or_null(),
+            "createdAt": ts(),
+        }))
+    }
+
+    pub fn session() -> Value {
+        obj(json!({"account": account(), "csrfToken": {"type": "string"}}))
+    }
+
+    pub fn logged_out() -> Value {
+        obj(json!({"loggedOut": {"const": true}}))
+    }
+
+    pub fn setup_body() -> Value {
+        json!({"type": "object", "required": ["token", "email", "password"], "properties": {
+            "token": {"type": "string"}, "email": {"type": "string", "format": "email"},
+            "password": {"type": "string", "minLength": 10},
+            "firstName": {"type": "string", "maxLength": 100}, "lastName": {"type": "string", "maxLength": 100}
+        }, "additionalProperties": false})
+    }
+
+    pub fn login_body() -> Value {
+        json!({"type": "object", "required": ["email", "password"], "properties": {
+            "email": {"type": "string"}, "password": {"type": "string"}
+        }, "additionalProperties": false})
+    }
+
+    pub fn account_patch() -> Value {
+        json!({"type": "object", "properties": {
+            "firstName": {"type": ["string", "null"], "maxLength": 100},
+            "lastName": {"type": ["string", "null"], "maxLength": 100},
+            "picture": {"type": ["string", "null"], "description": "An http(s) URL"}
+        }, "additionalProperties": false})
+    }
+
+    pub fn password_body() -> Value {
+        json!({"type": "object", "required": ["currentPassword", "newPassword"], "properties": {
+            "currentPassword": {"type": "string"}, "newPassword": {"type": "string", "minLength": 10}
+        }, "additionalProperties": false})
+    }
+
+    pub fn password_changed() -> Value {
+        obj(json!({"passwordChanged": {"const": true}, "otherSessionsEnded": {"type": "integer"}}))
+    }
+
+    fn limits() -> Value {
+        obj(json!({"pageviewsPerMonth": int_or_null(), "websites": int_or_null()}))
+    }
+
+    pub fn subscription() -> Value {
+        obj(json!({
+            "plan": {"const": "self-hosted"}, "status": {"const": "active"},
+            "currentPeriodStart": ts(), "currentPeriodEnd": ts(), "limits": limits()
+        }))
+    }
+
+    pub fn usage() -> Value {
+        obj(json!({
+            "currentPeriod": obj(json!({"start": ts(), "end": ts()})),
+            "pageviews": obj(json!({"used": {"type": "integer"}, "limit": int_or_null(),
+                                    "percentage": {"type": ["number", "null"]}})),
+            "websites": obj(json!({"used": {"type": "integer"}, "limit": int_or_null()}))
+        }))
+    }
+
+    fn key_fields() -> Value {
+        json!({
+            "id": {"type": "string", "format": "uuid"},
+            "name": str_or_null(),
+            "prefix": {"type": "string", "minLength": 12, "maxLength": 12},
+            "scope": {"enum": ["full", "read"]},
+            "createdAt": ts(), "lastUsedAt": ts_or_null(), "expiresAt": ts_or_null()
+        })
+    }
+
+    pub fn key() -> Value {
+        obj(key_fields())
+    }
+
+    pub fn key_list() -> Value {
+        list(key())
+    }
+
+    pub fn new_key() -> Value {
+        let mut fields = key_fields();
+        fields["key"] = json!({"type": "string", "pattern": "^bj_live_[0-9a-f]{64}$"});
+        obj(fields)
+    }
+
+    pub fn key_body() -> Value {
+        json!({"type": "object", "properties": {
+            "name": {"type": ["string", "null"], "maxLength": 100},
+            "scope": {"enum": ["full", "read"], "default": "full"},
+            "expiresInDays": {"type": ["integer", "null"], "minimum": 1, "maximum": 3650}
+        }, "additionalProperties": false})
+    }
+
+    pub fn revoked() -> Value {
+        obj(json!({"id": {"type": "string"}, "revoked": {"const": true}}))
+    }
+
+    pub fn audit_list() -> Value {
+        list(obj(json!({
+            "at": ts(),
+            "action": {"enum": ["login", "login_failed", "logout", "password_changed", "key_created",
+                                "key_regenerated", "key_revoked", "website_created", "website_deleted"]},
+            "ip": str_or_null(),
+            "detail": str_or_null()
+        })))
+    }
+
+    pub fn website() -> Value {
+        obj(json!({
+            "id": {"type": "string", "format": "uuid"},
+            "name": {"type": "string"},
+            "domain": {"type": "string"},
+            "timezone": {"type": "string"},
+            "cookieMode": {"type": "boolean"},
+            "retentionDays": int_or_null(),
+            "createdAt": ts(),
+            "trackingSnippet": {"type": "string"}
+        }))
+    }
+
+    pub fn website_list() -> Value {
+        list(website())
+    }
+
+    fn website_fields() -> Value {
+        json!({
+            "name": {"type": "string", "minLength": 1, "maxLength": 100},
+            "domain": {"type": "string", "description": "A host name, IP literal or localhost; https://www.Example.com/ becomes example.com"},
+            "timezone": {"type": "string", "description": "An IANA time zone", "default": "UTC"},
+            "cookieMode": {"type": "boolean", "default": false},
+            "retentionDays": {"type": ["integer", "null"], "minimum": 1, "maximum": 3650}
+        })
+    }
+
+    pub fn website_create() -> Value {
+        json!({"type": "object", "required": ["name", "domain"], "properties": website_fields(),
+               "additionalProperties": false})
+    }
+
+    pub fn website_patch() -> Value {
+        json!({"type": "object", "properties": website_fields(), "additionalProperties": false})
+    }
+
+    pub fn deleted() -> Value {
+        obj(json!({"id": {"type": "string"}, "deleted": {"const": true}}))
+    }
+}
