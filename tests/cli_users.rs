@@ -623,7 +623,10 @@ fn users_remove_on_a_fresh_data_dir_fails_with_one_line() {
     let sb = Sandbox::new();
     let out = run(&sb, &["users", "remove", "--email", "ghost@example.com"]);
     assert_failure(&out, "no database at");
-    assert!(!sb.db_path().exists(), "a mistyped data dir gets no new database");
+    assert!(
+        !sb.db_path().exists(),
+        "a mistyped data dir gets no new database"
+    );
 }
 
 #[test]

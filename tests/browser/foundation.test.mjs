@@ -259,6 +259,7 @@ test('first account, log out, log in, change the password (README command, 1280x
   await currentError.waitFor({ state: 'visible' });
   assert.match(await currentError.innerText(), /incorrect/i);
   assert.equal(new URL(page.url()).pathname, '/settings', 'a 400 does not log out');
+  await screenshot(page, 'desktop-07-settings-wrong-current-password');
 
   // 9. Change the password.
   await page.locator('#current-password').fill(ACCOUNT.password);
@@ -269,7 +270,7 @@ test('first account, log out, log in, change the password (README command, 1280x
   assert.equal(await currentError.isVisible(), false, 'the old error is cleared');
   assert.equal(await page.locator('#current-password').inputValue(), '', 'the form is reset');
   currentPassword = ACCOUNT.newPassword;
-  await screenshot(page, 'desktop-07-settings-password-changed');
+  await screenshot(page, 'desktop-08-settings-password-changed');
 
   assert.equal((await apiCall('GET', '/auth/session', { cookie: otherSession })).status, 401,
     'the password change ended the other session');
@@ -280,13 +281,13 @@ test('first account, log out, log in, change the password (README command, 1280x
   await logOut(page);
   await fillLogin(page, ACCOUNT.email, ACCOUNT.password);
   await assertLoginRefused(page);
-  await screenshot(page, 'desktop-08-login-old-password-refused');
+  await screenshot(page, 'desktop-09-login-old-password-refused');
 
   await fillLogin(page, ACCOUNT.email, ACCOUNT.newPassword);
   await page.waitForURL(`${base}/settings`);
   await waitForSettings(page, ACCOUNT.email);
   await assertValue(page, '#profile-first-name', 'Augusta Ada');
-  await screenshot(page, 'desktop-09-settings-new-password');
+  await screenshot(page, 'desktop-10-settings-new-password');
 
   // Every HTML page carried the security headers; /settings is not cached.
   const paths = new Set(documents.map((d) => d.path));
@@ -336,4 +337,10 @@ test('login and settings fit a phone screen (390x844)', async () => {
   assert.deepEqual(problemsOf(page), []);
   assert.deepEqual(foreignRequests(page, base), []);
   await page.context().close();
+});
+
+test('the server stops cleanly on SIGTERM', async () => {
+  const { code, signal } = await server.stop();
+  assert.deepEqual({ code, signal }, { code: 0, signal: null }, server.stderr());
+  assert.doesNotMatch(server.stderr(), /panicked|ERROR/);
 });

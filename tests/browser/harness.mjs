@@ -98,7 +98,8 @@ function groupAlive(pgid) {
  * Returns `{base, port, setupUrl, dataDir, tmp, home, command, child, stop(), stdout(),
  * stderr()}`. `stop()` sends SIGTERM to the whole process group (`cargo run` runs the real
  * executable as its child), waits until every process of it is gone and the output is
- * closed, removes the temporary folder and resolves to `{code, signal}` of the started shell.
+ * closed, removes the temporary folder and resolves to `{code, signal}` of the started
+ * process, which is the server itself when the command is a simple one (see `script`).
  */
 export async function startServer({ args = [], env = {}, binary = false, expectSetupLink = true } = {}) {
   const tmp = await mkdtemp(path.join(tmpdir(), 'jetrack-browser-'));
@@ -132,6 +133,10 @@ export async function startServer({ args = [], env = {}, binary = false, expectS
     base = await readmeServeCommand();
   }
   const command = [base, ...args.map(shellQuote)].join(' ');
+  // A simple command replaces the shell (and `cargo run` replaces itself with the program it
+  // built), so the process we started is the server itself and its exit status is the
+  // server's own.
+  const script = /^[^;&|<>()`$\n]+$/.test(command) ? `exec ${command}` : command;
 
   // The data dir the server will use: an explicit one, else the platform default under the
   // temporary XDG_DATA_HOME.
@@ -143,7 +148,7 @@ export async function startServer({ args = [], env = {}, binary = false, expectS
     dataDir = path.resolve(REPO_ROOT, value);
   }
 
-  const child = spawn('sh', ['-c', command], {
+  const child = spawn('sh', ['-c', script], {
     cwd: REPO_ROOT,
     env: childEnv,
     detached: true, // its own process group, so stop() reaches cargo's child too
@@ -266,7 +271,8 @@ export async function launchBrowser() {
  * - `page.pageErrors`: uncaught exceptions, as strings;
  * - `page.requests`: every request URL, in order;
  * - `page.failedResponses`: `{method, url, status}` of every response with status ≥ 400;
- * - `page.failedRequests`: `{url, error}` of requests that got no response at all.
+ * - `page.failedRequests`: `{url, method, error, pageUrl, navigation}` of requests that
+ *   failed at the network level (no response, or cancelled by the browser).
  */
 export async function newPage(browser, { width = 1280, height = 800, ...contextOptions } = {}) {
   const context = await browser.newContext({ viewport: { width, height }, ...contextOptions });
@@ -312,15 +318,20 @@ export async function newPage(browser, { width = 1280, height = 800, ...contextO
 export async function screenshot(page, name) {
   await mkdir(SCREENSHOT_DIR, { recursive: true });
   const file = path.join(SCREENSHOT_DIR, `${name}.png`);
+  // From the top: a full-page capture of a scrolled page paints the sticky top bar where the
+  // viewport was, in the middle of the picture.
+  await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: file, fullPage: true, animations: 'disabled', caret: 'hide' });
   return file;
 }
 
 /**
- * Asserts-by-throwing that the page saw no console error, no uncaught exception and no
- * failing response except the `expected` ones: a list of `{url, status, method?}` (url exact,
- * or a RegExp), each of which must have happened exactly as often as it is listed. A
- * "Failed to load resource" console message is allowed only for such an expected response.
+ * The problems the page saw, as sentences (an empty list when all is well): console errors,
+ * uncaught exceptions, requests that failed at the network level, and responses with a
+ * status ≥ 400 except the `expected` ones: a list of `{url, status, method?}` (url exact, or
+ * a RegExp), each of which must have happened exactly as often as it is listed. A "Failed to
+ * load resource: … status of N" console message is allowed only for such an expected
+ * response (same URL and status). Use as `assert.deepEqual(problemsOf(page, [...]), [])`.
  */
 export function problemsOf(page, expected = []) {
   const problems = [];
@@ -345,6 +356,10 @@ export function problemsOf(page, expected = []) {
   }
   for (const error of page.pageErrors) problems.push(`uncaught exception: ${error}`);
   for (const failed of page.failedRequests) {
+    // A GET the browser cancelled (net::ERR_ABORTED) because the page went on to another
+    // document, e.g. the favicon or a finished 401 when the app sends the browser to /login,
+    // is not a fault. Anything else that got no response is.
+    if (failed.method === 'GET' && failed.error === 'net::ERR_ABORTED') continue;
     problems.push(`request without response: ${failed.method} ${failed.url} (${failed.error}) on ${failed.pageUrl}`);
   }
   return problems;
