@@ -317,7 +317,15 @@ test('login and settings fit a phone screen (390x844)', async () => {
   const documents = recordDocuments(page);
   const scrollWidth = () => page.evaluate(() => document.documentElement.scrollWidth);
 
-  await page.goto(`${base}/login`);
+  // The printed setup link is used up: it says so and points to the login page.
+  await page.goto(server.setupUrl);
+  await page.locator('#setup-done').waitFor({ state: 'visible' });
+  assert.equal(await page.locator('#setup-main').isVisible(), false);
+  assert.ok(await scrollWidth() <= 390, `used setup page is ${await scrollWidth()} px wide`);
+  await screenshot(page, 'phone-00-setup-link-used');
+  await page.locator('#setup-login-link').click();
+
+  await page.waitForURL(`${base}/login`);
   await page.locator('#login-form').waitFor({ state: 'visible' });
   assert.ok(await scrollWidth() <= 390, `login page is ${await scrollWidth()} px wide`);
   await screenshot(page, 'phone-01-login');
