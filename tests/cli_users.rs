@@ -4,106 +4,15 @@
 
 mod common;
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use common::cli::{Out, assert_failure, assert_success, assert_usage, finish, run, run_stdin};
 use common::{PASSWORD, Sandbox, Server};
 use serde_json::json;
 
 const NEW_PASSWORD: &str = "a brand new password";
-
-/// What a finished command left behind.
-#[derive(Debug)]
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn finish(mut cmd: Command, stdin: Option<&str>) -> Out {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
-    let mut child = cmd.spawn().expect("start jetrack");
-    if let Some(input) = stdin {
-        let mut pipe = child.stdin.take().expect("stdin");
-        // The command may exit before reading (a usage error): ignore a broken pipe.
-        let _ = pipe.write_all(input.as_bytes());
-    }
-    let output = child.wait_with_output().expect("wait for jetrack");
-    Out {
-        code: output
-            .status
-            .code()
-            .expect("exited, not killed by a signal"),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
-
-/// `jetrack --data-dir <sandbox data> args…` with stdin closed.
-fn run(sb: &Sandbox, args: &[&str]) -> Out {
-    let mut cmd = sb.cmd();
-    cmd.args(args);
-    finish(cmd, None)
-}
-
-/// The same, with `stdin` written to the command's standard input.
-fn run_stdin(sb: &Sandbox, args: &[&str], stdin: &str) -> Out {
-    let mut cmd = sb.cmd();
-    cmd.args(args);
-    finish(cmd, Some(stdin))
-}
-
-#[track_caller]
-fn assert_success(out: &Out) {
-    assert_eq!(out.code, 0, "expected success: {out:#?}");
-    assert_no_panic(out);
-}
-
-#[track_caller]
-fn assert_no_panic(out: &Out) {
-    for text in [&out.stdout, &out.stderr] {
-        let lower = text.to_lowercase();
-        assert!(!lower.contains("panicked"), "a panic: {out:#?}");
-        assert!(!lower.contains("backtrace"), "a backtrace: {out:#?}");
-    }
-}
-
-/// Exit 1 and exactly one line on stderr, `error: …`, containing `needle`.
-#[track_caller]
-fn assert_failure(out: &Out, needle: &str) {
-    assert_eq!(out.code, 1, "expected exit 1: {out:#?}");
-    assert_no_panic(out);
-    let lines: Vec<&str> = out.stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "expected one line on stderr: {out:#?}");
-    assert!(
-        lines[0].starts_with("error: "),
-        "stderr must start with `error: `: {out:#?}"
-    );
-    assert!(
-        lines[0].contains(needle),
-        "stderr should mention {needle:?}: {out:#?}"
-    );
-}
-
-/// Exit 2 (clap's usage error), with `needle` in the message and nothing on stdout.
-#[track_caller]
-fn assert_usage(out: &Out, needle: &str) {
-    assert_eq!(out.code, 2, "expected a usage error (exit 2): {out:#?}");
-    assert_no_panic(out);
-    assert!(out.stderr.starts_with("error: "), "{out:#?}");
-    assert!(
-        out.stderr.contains(needle),
-        "stderr should mention {needle:?}: {out:#?}"
-    );
-    assert!(out.stdout.is_empty(), "{out:#?}");
-}
 
 /// Creates the data dir and database (so later failures print nothing but their own line).
 fn init(sb: &Sandbox) {

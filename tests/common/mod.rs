@@ -2,6 +2,8 @@
 //! `127.0.0.1:0` with its own temporary data directory and `HOME`.
 #![allow(dead_code)]
 
+pub mod cli;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -270,4 +272,28 @@ pub fn envelope(resp: reqwest::blocking::Response) -> (u16, Value) {
         assert!(body["meta"]["errors"].is_array(), "{body}");
     }
     (status, body)
+}
+
+/// Creates an API key through the dashboard session (`POST /account/api-keys` with the
+/// session's `X-CSRF-Token`) and returns the answer's `data` (`key`, `id`, `scope`, …).
+/// `body` is the request body, e.g. `json!({})` or `json!({"scope": "read"})`.
+pub fn create_api_key(server: &Server, session: &Session, body: Value) -> Value {
+    let resp = session
+        .client
+        .post(server.api("/account/api-keys"))
+        .header("x-csrf-token", &session.csrf)
+        .json(&body)
+        .send()
+        .expect("create an API key");
+    let (status, body) = envelope(resp);
+    assert_eq!(status, 201, "creating an API key: {body}");
+    body["data"].clone()
+}
+
+/// A new full API key of the session's account.
+pub fn api_key(server: &Server, session: &Session) -> String {
+    create_api_key(server, session, json!({}))["key"]
+        .as_str()
+        .expect("data.key")
+        .to_string()
 }
