@@ -216,7 +216,8 @@ pub fn list(conn: &Connection, account_id: Option<&str>) -> Result<Vec<ApiKey>> 
 /// Keys whose id or prefix is `id_or_prefix`.
 pub fn find(conn: &Connection, id_or_prefix: &str) -> Result<Vec<ApiKey>> {
     let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM api_keys WHERE id = ?1 OR prefix = ?1 OR (length(?1) >= 8 AND prefix LIKE ?1 || '%')
+        "SELECT {COLUMNS} FROM api_keys
+         WHERE id = ?1 OR (length(?1) >= 8 AND substr(prefix, 1, length(?1)) = ?1)
          ORDER BY created_at"
     ))?;
     let rows = stmt.query_map([id_or_prefix], ApiKey::from_row)?;

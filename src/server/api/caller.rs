@@ -48,22 +48,26 @@ pub fn presented_key(headers: &HeaderMap) -> Result<Option<String>> {
     let header_key = headers
         .get("x-api-key")
         .map(|v| v.to_str().unwrap_or("").trim().to_string());
-    let bearer = headers.get(AUTHORIZATION).map(|v| {
-        let v = v.to_str().unwrap_or("").trim();
-        match v.split_once(' ') {
+    let authorization = headers
+        .get(AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or("").trim().to_string());
+    let bearer = authorization
+        .as_deref()
+        .and_then(|v| match v.split_once(' ') {
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => {
-                rest.trim().to_string()
+                Some(rest.trim().to_string())
             }
-            // Another scheme is a credential that cannot be right: it fails like a bad key.
-            _ => String::new(),
-        }
-    });
+            _ => None,
+        });
     match (header_key, bearer) {
         (Some(a), Some(b)) if a != b => Err(Error::invalid(
             "X-API-Key: differs from the key in Authorization; send one of them",
         )),
         (Some(a), _) => Ok(Some(a)),
-        (None, b) => Ok(b),
+        (None, Some(b)) => Ok(Some(b)),
+        // Another scheme alone (Basic, …) is a credential that cannot be right: a bad key.
+        // Beside X-API-Key it is left alone, as a proxy in front may add one.
+        (None, None) => Ok(authorization.map(|_| String::new())),
     }
 }
 
