@@ -34,6 +34,11 @@ pub fn filter(app: App) -> impl Filter<Extract = (Response,), Error = warp::Reje
         .and(get)
         .map(|| html_page("dashboard/app.html", "/"));
     let settings = page("settings", "dashboard/app.html", "/settings");
+    // The dashboard's own router draws /websites and /websites/<id>[/…].
+    let websites = warp::path("websites")
+        .and(warp::path::tail())
+        .and(get)
+        .map(|_: warp::path::Tail| html_page("dashboard/app.html", "/websites/{…}"));
     healthz
         .or(assets)
         .unify()
@@ -44,6 +49,8 @@ pub fn filter(app: App) -> impl Filter<Extract = (Response,), Error = warp::Reje
         .or(home)
         .unify()
         .or(settings)
+        .unify()
+        .or(websites)
         .unify()
 }
 

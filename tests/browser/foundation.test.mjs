@@ -87,9 +87,18 @@ async function sessionCookie(page) {
   return cookies.find((c) => c.name === 'jetrack_session');
 }
 
-/** The settings page, fully rendered for `account`. */
+/**
+ * The settings page, fully rendered for `account`. Setup and a plain login land on the
+ * websites list at `/`; from there the profile menu leads to Settings.
+ */
 async function waitForSettings(page, email) {
-  await page.waitForURL(`${server.base}/settings`);
+  await page.waitForURL((url) => url.pathname === '/settings' || url.pathname === '/');
+  if (new URL(page.url()).pathname === '/') {
+    await page.locator('#website-empty:not([hidden]), #website-list:not([hidden])').first().waitFor();
+    await openProfileMenu(page);
+    await page.locator('#menu-settings').click();
+    await page.waitForURL(`${server.base}/settings`);
+  }
   await page.locator('#profile-form').waitFor({ state: 'visible' });
   await assertValue(page, '#profile-email', email);
   await page.locator('#profile-area').waitFor({ state: 'visible' });
@@ -284,7 +293,6 @@ test('first account, log out, log in, change the password (README command, 1280x
   await screenshot(page, 'desktop-09-login-old-password-refused');
 
   await fillLogin(page, ACCOUNT.email, ACCOUNT.newPassword);
-  await page.waitForURL(`${base}/settings`);
   await waitForSettings(page, ACCOUNT.email);
   await assertValue(page, '#profile-first-name', 'Augusta Ada');
   await screenshot(page, 'desktop-10-settings-new-password');

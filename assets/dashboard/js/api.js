@@ -24,7 +24,8 @@ export function setUnauthorizedHandler(handler) {
   onUnauthorized = handler;
 }
 
-export async function request(method, path, body) {
+/** Sends one request; resolves to the whole envelope's `{data, meta}`. */
+export async function send(method, path, body) {
   const options = {
     method,
     credentials: 'same-origin',
@@ -74,11 +75,18 @@ export async function request(method, path, body) {
   if (data && typeof data === 'object' && typeof data.csrfToken === 'string') {
     setCsrfToken(data.csrfToken);
   }
-  return data;
+  return { data, meta };
+}
+
+/** Sends one request; resolves to the envelope's `data`. */
+export async function request(method, path, body) {
+  return (await send(method, path, body)).data;
 }
 
 export const api = {
   get: (path) => request('GET', path),
+  /** For paginated lists: resolves to `{data, meta}` so `meta.pagination` is kept. */
+  getPage: (path) => send('GET', path),
   post: (path, body) => request('POST', path, body),
   patch: (path, body) => request('PATCH', path, body),
   put: (path, body) => request('PUT', path, body),

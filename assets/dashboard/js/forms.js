@@ -95,3 +95,23 @@ export function setBusy(button, busy, busyLabel) {
 export function trimmedValue(form, name) {
   return form.elements.namedItem(name).value.trim();
 }
+
+/**
+ * Runs `action()` on each submit of `form`: errors cleared first, the submit button busy
+ * meanwhile, and an ApiError it throws shown on the form (see showApiError).
+ */
+export function onSubmit(form, { submit, general, status, busyLabel }, action) {
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    clearErrors(form, general);
+    if (status) status.textContent = '';
+    setBusy(submit, true, busyLabel);
+    try {
+      await action();
+    } catch (error) {
+      showApiError(form, error, general);
+    } finally {
+      setBusy(submit, false);
+    }
+  });
+}

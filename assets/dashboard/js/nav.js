@@ -90,12 +90,17 @@ export function initNav(account) {
   $('profile-area').hidden = false;
 }
 
-/** Marks the top-level link of the current section with aria-current. */
+/**
+ * Marks the top-level link of the current page with aria-current="page", or of the current
+ * section (its path, or the prefix in data-nav-section, then "/…") with aria-current="true".
+ */
 export function setActiveNav(pathname) {
   for (const link of document.querySelectorAll('.main-nav a')) {
     const path = new URL(link.href).pathname;
-    const active = pathname === path || pathname.startsWith(`${path}/`);
-    if (active) link.setAttribute('aria-current', 'page');
+    const prefixes = [path, link.dataset.navSection].filter((p) => p && p !== '/');
+    const inSection = prefixes.some((p) => pathname === p || pathname.startsWith(`${p}/`));
+    if (pathname === path) link.setAttribute('aria-current', 'page');
+    else if (inSection) link.setAttribute('aria-current', 'true');
     else link.removeAttribute('aria-current');
   }
 }

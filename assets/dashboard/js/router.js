@@ -48,7 +48,7 @@ function match(pathname) {
   return null;
 }
 
-/** Marks a route as an alias of another path: `'/': redirect('/settings')`. */
+/** Marks a route as an alias of another path: `'/home': redirect('/')`. */
 export function redirect(to) {
   const render = () => navigate(to, { replace: true });
   render.redirectTo = to;
@@ -77,8 +77,12 @@ function scrollToHash() {
     return false;
   }
   const target = id && document.getElementById(id);
-  if (target) target.scrollIntoView({ block: 'start' });
-  return Boolean(target);
+  if (!target) return false;
+  target.scrollIntoView({ block: 'start' });
+  // Keyboard and screen-reader users land where the link pointed, not at the top.
+  if (!target.hasAttribute('tabindex') && target.tabIndex < 0) target.tabIndex = -1;
+  target.focus({ preventScroll: true });
+  return true;
 }
 
 async function render({ moveFocus }) {
