@@ -706,6 +706,17 @@ mod tests {
     }
 
     #[test]
+    fn the_api_reference_lists_every_route() {
+        let doc = include_str!("../../../docs/api.md");
+        for r in table() {
+            let row = format!("| {} | `/api/v1{}` |", r.method, r.path);
+            assert!(doc.contains(&row), "docs/api.md lacks {row}");
+        }
+        let rows = doc.lines().filter(|l| l.contains("| `/api/v1/")).count();
+        assert_eq!(rows, table().len(), "docs/api.md lists a route the table does not have");
+    }
+
+    #[test]
     fn every_route_is_unique() {
         let table = table();
         for (i, a) in table.iter().enumerate() {
