@@ -126,11 +126,12 @@ pub fn normalize_domain(raw: &str) -> std::result::Result<String, String> {
     if s.contains(':') {
         return Err(BAD.into());
     }
-    // IDNA: a Unicode name becomes its ASCII (punycode) form, as browsers send it.
+    // IDNA: a Unicode name becomes its ASCII (punycode) form, as browsers send it. Browsers
+    // also read numbers such as `999` or `0x7f.1` as IPv4 addresses; here an address must be
+    // a plain literal, so those are refused rather than rewritten.
     let host = match url::Host::parse(s) {
         Ok(url::Host::Domain(d)) => d,
-        Ok(url::Host::Ipv4(ip)) => return Ok(ip.to_string()),
-        Ok(url::Host::Ipv6(ip)) => return Ok(ip.to_string()),
+        Ok(_) => return Err(BAD.into()),
         Err(_) => return Err(BAD.into()),
     };
     let host = host.trim_end_matches('.').to_string();
@@ -157,14 +158,24 @@ pub fn normalize_domain(raw: &str) -> std::result::Result<String, String> {
     Ok(host)
 }
 
+/// A known IANA zone of the embedded database, returned under its own spelling
+/// (`europe/berlin` → `Europe/Berlin`).
 pub fn validate_timezone(raw: &str) -> std::result::Result<String, String> {
+    static NAMES: std::sync::OnceLock<std::collections::HashMap<String, String>> =
+        std::sync::OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        jiff::tz::db()
+            .available()
+            .map(|n| (n.as_str().to_ascii_lowercase(), n.as_str().to_string()))
+            .collect()
+    });
     let name = raw.trim();
-    match jiff::tz::TimeZone::get(name) {
-        Ok(_) if !name.is_empty() => Ok(name.to_string()),
-        _ => Err(format!(
-            "timezone: unknown time zone {name:?} (use an IANA name such as Europe/Berlin)"
-        )),
-    }
+    names
+        .get(&name.to_ascii_lowercase())
+        .cloned()
+        .ok_or_else(|| {
+            format!("timezone: unknown time zone {name:?} (use an IANA name such as Europe/Berlin)")
+        })
 }
 
 pub fn validate_retention(days: i64) -> std::result::Result<i64, String> {
@@ -340,6 +351,10 @@ mod tests {
             "-bad-.com",
             "intranet",
             "user@example.com",
+            "999",
+            "1.2.3",
+            "0x7f.1",
+            "017.0.0.1",
         ] {
             assert!(normalize_domain(bad).is_err(), "{bad} should be refused");
         }
@@ -348,6 +363,8 @@ mod tests {
     #[test]
     fn time_zones_must_be_known() {
         assert!(validate_timezone("Asia/Kolkata").is_ok());
+        assert_eq!(validate_timezone("europe/berlin").unwrap(), "Europe/Berlin");
+        assert_eq!(validate_timezone("utc").unwrap(), "UTC");
         assert!(validate_timezone("UTC").is_ok());
         assert!(validate_timezone("Mars/Olympus").is_err());
         assert!(validate_timezone("").is_err());

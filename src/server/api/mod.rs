@@ -713,7 +713,11 @@ mod tests {
             assert!(doc.contains(&row), "docs/api.md lacks {row}");
         }
         let rows = doc.lines().filter(|l| l.contains("| `/api/v1/")).count();
-        assert_eq!(rows, table().len(), "docs/api.md lists a route the table does not have");
+        assert_eq!(
+            rows,
+            table().len(),
+            "docs/api.md lists a route the table does not have"
+        );
     }
 
     #[test]
