@@ -375,3 +375,15 @@ export function foreignRequests(page, origin) {
     }
   });
 }
+
+/**
+ * A screenshot of the viewport only, as the page is scrolled now, at
+ * `<repo>/target/screenshots/<name>.png`; returns its path. For a modal dialog (a full-page
+ * capture paints its backdrop over the first screen only) or a section scrolled into view.
+ */
+export async function viewportScreenshot(page, name) {
+  await mkdir(SCREENSHOT_DIR, { recursive: true });
+  const file = path.join(SCREENSHOT_DIR, `${name}.png`);
+  await page.screenshot({ path: file, fullPage: false, animations: 'disabled', caret: 'hide' });
+  return file;
+}
