@@ -547,6 +547,15 @@ async fn users_with(cmd: UsersCommand, db: &Db, email: String) -> Result<()> {
             let ended = db
                 .write(Durability::Full, move |c| {
                     accounts::set_password_hash(c, &id, &hash)?;
+                    let now = now_ms();
+                    audit::record(
+                        c,
+                        &id,
+                        audit::Action::PasswordChanged,
+                        None,
+                        Some("jetrack users passwd"),
+                        now,
+                    )?;
                     session::delete_for_account(c, &id, None)
                 })
                 .await?;
@@ -726,12 +735,20 @@ fn check(data_dir: &Path) -> Result<()> {
         sqlite_at_least(version, (3, 51, 3)),
         format!("SQLite {version} (bundled; needs ≥ 3.51.3)"),
     );
-    match datadir::ensure(data_dir) {
-        Ok(()) => report(
-            true,
-            format!("data directory {} is writable", data_dir.display()),
-        ),
-        Err(e) => report(false, e.to_string()),
+    // `check` changes nothing: a missing data dir is a problem, not something to create.
+    if data_dir.is_dir() {
+        match datadir::ensure(data_dir) {
+            Ok(()) => report(
+                true,
+                format!("data directory {} is writable", data_dir.display()),
+            ),
+            Err(e) => report(false, e.to_string()),
+        }
+    } else {
+        report(
+            false,
+            format!("no data directory at {}", data_dir.display()),
+        );
     }
     let path = data_dir.join(db::DB_FILE);
     if !path.exists() {

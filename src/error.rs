@@ -23,6 +23,8 @@ pub enum Error {
     MethodNotAllowed,
     #[error("{0}")]
     Conflict(String),
+    #[error("The request body did not arrive in time")]
+    RequestTimeout,
     #[error("Request body too large (limit {limit} bytes)")]
     PayloadTooLarge { limit: usize },
     #[error("{message}")]
@@ -70,6 +72,7 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -83,7 +86,7 @@ impl Error {
 
     /// The sentence shown to an API client. Internal details (SQL, paths) never leave the server.
     pub fn public_message(&self) -> String {
-        if self.status().is_server_error() {
+        if self.status() == StatusCode::INTERNAL_SERVER_ERROR {
             "Internal server error".to_string()
         } else {
             self.to_string()

@@ -334,3 +334,106 @@ fn slow_clients_are_cut_off_after_the_header_timeout() {
     let waited = started.elapsed().as_secs_f64();
     assert!((9.0..15.0).contains(&waited), "closed after {waited:.1} s");
 }
+
+#[test]
+fn an_email_with_five_failures_must_wait_before_the_next_try() {
+    let sb = Sandbox::new();
+    let server = Server::start(&sb, &[]);
+    server.setup("owner@example.com");
+    for i in 0..5 {
+        // Different addresses, so only the per-email rule can refuse.
+        let resp = login(
+            &server,
+            "owner@example.com",
+            "wrong password!",
+            &format!("198.51.100.{}", 60 + i),
+        );
+        assert_eq!(resp.status(), 401, "failure {}", i + 1);
+    }
+    for email in ["owner@example.com", "OWNER@example.com"] {
+        let resp = login(&server, email, PASSWORD, "198.51.100.70");
+        assert_eq!(resp.status(), 429, "even the right password waits");
+        assert_eq!(resp.headers()["retry-after"], "1");
+    }
+    // The same for an email no account has: the wait reveals nothing.
+    for i in 0..5 {
+        login(
+            &server,
+            "nobody@example.com",
+            "wrong password!",
+            &format!("198.51.100.{}", 80 + i),
+        );
+    }
+    assert_eq!(
+        login(&server, "nobody@example.com", "x", "198.51.100.90").status(),
+        429
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(
+        login(&server, "owner@example.com", PASSWORD, "198.51.100.70").status(),
+        200
+    );
+}
+
+#[test]
+fn repeated_bad_session_cookies_block_the_address_too() {
+    let sb = Sandbox::new();
+    let server = Server::start(&sb, &["--auth-fail-limit", "3"]);
+    let plain = reqwest::blocking::Client::new();
+    let bad = format!("jetrack_session={}", "a".repeat(64));
+    let get = |cookie: Option<&str>| {
+        let mut req = plain
+            .get(server.api("/auth/session"))
+            .header("x-forwarded-for", "203.0.113.200");
+        if let Some(c) = cookie {
+            req = req.header("cookie", c);
+        }
+        req.send().unwrap().status()
+    };
+    for _ in 0..3 {
+        assert_eq!(get(Some(&bad)), 401);
+    }
+    assert_eq!(get(Some(&bad)), 429);
+    assert_eq!(get(None), 401, "no credential: still 401");
+}
+
+#[test]
+fn an_api_key_is_no_session() {
+    let sb = Sandbox::new();
+    let server = Server::start(&sb, &[]);
+    let s = server.setup("owner@example.com");
+    let key = common::api_key(&server, &s);
+    for (method, path) in [("GET", "/auth/session"), ("POST", "/auth/logout")] {
+        let resp = client()
+            .request(method.parse().unwrap(), server.api(path))
+            .header("x-api-key", &key)
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 401, "{method} {path}");
+    }
+}
+
+#[test]
+fn a_body_that_trickles_in_is_cut_off() {
+    use std::io::{Read, Write};
+    let sb = Sandbox::new();
+    let server = Server::start(&sb, &[]);
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut sock = std::net::TcpStream::connect(&addr).unwrap();
+    sock.write_all(
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = sock.read(&mut buf).unwrap_or(0);
+    let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let waited = started.elapsed().as_secs_f64();
+    assert!(
+        (14.0..25.0).contains(&waited),
+        "answered after {waited:.1} s"
+    );
+}

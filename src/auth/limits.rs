@@ -1,23 +1,43 @@
-//! Login limits (SPEC 8.2): attempts per client IP, and a growing delay per submitted email
-//! after repeated failures, whether or not an account has that email.
+//! Login limits (SPEC 8.2): attempts per client network, and after repeated failures a growing
+//! wait per submitted email, whether or not an account has that email. Attempts for an email
+//! that arrive before its wait is over are refused without checking the password, so parallel
+//! guesses gain nothing.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+use super::failures::{FailureCounter, Window, network_of};
+use super::ratelimit::ceil_secs;
+use super::token::sha256;
+
 /// Failures forgiven after this long without another.
 const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 const FREE_FAILURES: u32 = 5;
 const MAX_DELAY: Duration = Duration::from_secs(10);
+const MAX_TRACKED: usize = 100_000;
 
 pub struct LoginLimits {
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
+    clock: DefaultClock,
+    /// Keyed by the SHA-256 of the lower-cased email: fixed size whatever was submitted.
+    failures: FailureCounter<[u8; 32]>,
+}
+
+fn email_key(email: &str) -> [u8; 32] {
+    sha256(email.trim().to_lowercase().as_bytes())
+}
+
+/// The wait after the `n`th failure: none for the first five, then 250 ms doubling to 10 s.
+pub fn delay_after(n: u32) -> Duration {
+    if n < FREE_FAILURES {
+        return Duration::ZERO;
+    }
+    let steps = (n - FREE_FAILURES).min(6);
+    (Duration::from_millis(250) * 2u32.pow(steps)).min(MAX_DELAY)
 }
 
 impl LoginLimits {
@@ -25,59 +45,44 @@ impl LoginLimits {
         let n = NonZeroU32::new(attempts_per_minute.max(1)).expect("non-zero");
         LoginLimits {
             per_ip: RateLimiter::keyed(Quota::per_minute(n)),
-            failures: Mutex::new(HashMap::new()),
+            clock: DefaultClock::default(),
+            failures: FailureCounter::new(Window::FromLast(FAILURE_WINDOW), MAX_TRACKED),
         }
     }
 
-    /// Counts an attempt from `ip`; `Err(seconds)` when over the limit.
+    /// Counts an attempt from `ip`'s network; `Err(seconds)` when over the limit.
     pub fn attempt(&self, ip: IpAddr) -> Result<(), u64> {
-        self.per_ip.check_key(&ip).map_err(|not_until| {
-            not_until
-                .wait_time_from(DefaultClock::default().now())
-                .as_secs()
-                .max(1)
-        })
+        self.per_ip
+            .check_key(&network_of(ip))
+            .map_err(|not_until| ceil_secs(not_until.wait_time_from(self.clock.now())).max(1))
     }
 
-    /// How long to hold a login for `email` before checking it.
-    pub fn delay_for(&self, email: &str) -> Duration {
-        let key = email.trim().to_lowercase();
-        let failures = self.failures.lock().expect("not poisoned");
-        match failures.get(&key) {
-            Some((n, last)) if *n >= FREE_FAILURES && last.elapsed() < FAILURE_WINDOW => {
-                let steps = (*n - FREE_FAILURES).min(6);
-                (Duration::from_millis(250) * 2u32.pow(steps)).min(MAX_DELAY)
-            }
-            _ => Duration::ZERO,
+    /// `Err(seconds)` while `email` must still wait after its last failure.
+    pub fn email_gate(&self, email: &str) -> Result<(), u64> {
+        let Some(f) = self.failures.get(&email_key(email)) else {
+            return Ok(());
+        };
+        let not_before = f.last + delay_after(f.count);
+        let now = Instant::now();
+        if now < not_before {
+            Err(ceil_secs(not_before - now).max(1))
+        } else {
+            Ok(())
         }
     }
 
     pub fn failed(&self, email: &str) {
-        let key = email.trim().to_lowercase();
-        let mut failures = self.failures.lock().expect("not poisoned");
-        if failures.len() > 100_000 {
-            failures.retain(|_, (_, last)| last.elapsed() < FAILURE_WINDOW);
-        }
-        let entry = failures.entry(key).or_insert((0, Instant::now()));
-        if entry.1.elapsed() >= FAILURE_WINDOW {
-            entry.0 = 0;
-        }
-        entry.0 += 1;
-        entry.1 = Instant::now();
+        self.failures.record(email_key(email));
     }
 
     pub fn succeeded(&self, email: &str) {
-        let key = email.trim().to_lowercase();
-        self.failures.lock().expect("not poisoned").remove(&key);
+        self.failures.clear(&email_key(email));
     }
 
     /// Drops state that no longer limits anyone.
     pub fn sweep(&self) {
         self.per_ip.retain_recent();
-        self.failures
-            .lock()
-            .expect("not poisoned")
-            .retain(|_, (_, last)| last.elapsed() < FAILURE_WINDOW);
+        self.failures.sweep();
     }
 }
 
@@ -98,22 +103,22 @@ mod tests {
     }
 
     #[test]
-    fn delay_grows_after_five_failures_for_any_email() {
+    fn an_email_waits_after_five_failures_whether_or_not_it_exists() {
+        assert_eq!(delay_after(4), Duration::ZERO);
+        assert_eq!(delay_after(5), Duration::from_millis(250));
+        assert_eq!(delay_after(6), Duration::from_millis(500));
+        assert_eq!(delay_after(40), MAX_DELAY);
         let l = LoginLimits::new(10);
-        for _ in 0..5 {
-            assert_eq!(l.delay_for("Nobody@Example.com"), Duration::ZERO);
-            l.failed("nobody@example.com");
+        for _ in 0..4 {
+            l.failed("Nobody@Example.com");
+            assert!(l.email_gate("nobody@example.com").is_ok());
         }
-        assert_eq!(
-            l.delay_for("nobody@example.com"),
-            Duration::from_millis(250)
-        );
         l.failed("nobody@example.com");
-        assert_eq!(
-            l.delay_for("nobody@example.com"),
-            Duration::from_millis(500)
-        );
+        assert_eq!(l.email_gate(" NOBODY@example.com ").unwrap_err(), 1);
+        assert!(l.email_gate("somebody@example.com").is_ok());
+        std::thread::sleep(Duration::from_millis(260));
+        assert!(l.email_gate("nobody@example.com").is_ok());
         l.succeeded("nobody@example.com");
-        assert_eq!(l.delay_for("nobody@example.com"), Duration::ZERO);
+        assert!(l.email_gate("nobody@example.com").is_ok());
     }
 }

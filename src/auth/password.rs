@@ -3,6 +3,8 @@
 
 use std::sync::OnceLock;
 
+use tokio::sync::Semaphore;
+
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 
@@ -39,7 +41,21 @@ fn decoy() -> &'static str {
     DECOY.get_or_init(|| hash("jetrack decoy password").unwrap_or_default())
 }
 
+/// Each hash takes 19 MiB and a core for a while: at most this many run at once, so a flood
+/// of logins queues instead of exhausting memory or the blocking pool that reads use too.
+fn permits() -> &'static Semaphore {
+    static PERMITS: OnceLock<Semaphore> = OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Semaphore::new(cores.clamp(1, 8))
+    })
+}
+
 pub async fn hash_async(password: String) -> Result<String> {
+    let _permit = permits()
+        .acquire()
+        .await
+        .map_err(|e| Error::Internal(format!("hash permits: {e}")))?;
     tokio::task::spawn_blocking(move || hash(&password))
         .await
         .map_err(|e| Error::Internal(format!("hash task: {e}")))?
@@ -47,6 +63,9 @@ pub async fn hash_async(password: String) -> Result<String> {
 
 /// Verifies against `stored`, or against a decoy when there is no account.
 pub async fn verify_async(password: String, stored: Option<String>) -> bool {
+    let Ok(_permit) = permits().acquire().await else {
+        return false;
+    };
     tokio::task::spawn_blocking(move || match stored {
         Some(stored) => verify(&password, &stored),
         None => {

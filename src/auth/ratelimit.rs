@@ -1,17 +1,17 @@
 //! API rate limits (SPEC 2.2): a GCRA budget per API key and per dashboard account, and a
 //! block on client addresses that keep presenting bad credentials.
 
-use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
+
+use super::failures::{FailureCounter, Window, network_of};
 
 /// What the rate-limit headers report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,7 +31,8 @@ pub struct Throttle<K: Hash + Eq + Clone, C: Clock = DefaultClock> {
     burst: u32,
 }
 
-fn ceil_secs(d: Duration) -> u64 {
+/// Whole seconds, rounded up: a client told to wait that long is never early.
+pub fn ceil_secs(d: Duration) -> u64 {
     let whole = d.as_secs();
     if d.subsec_nanos() > 0 {
         whole + 1
@@ -103,50 +104,34 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> Throttle<K, C> {
     }
 }
 
-/// Client addresses that failed authentication too often in the current minute.
+/// Client networks that failed authentication too often in the current minute.
 pub struct AuthFailures {
     limit: u32,
-    window: Duration,
-    seen: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    counter: FailureCounter<IpAddr>,
 }
+
+const WINDOW: Duration = Duration::from_secs(60);
 
 impl AuthFailures {
     pub fn new(limit: u32) -> Self {
         AuthFailures {
             limit: limit.max(1),
-            window: Duration::from_secs(60),
-            seen: Mutex::new(HashMap::new()),
+            counter: FailureCounter::new(Window::FromFirst(WINDOW), 100_000),
         }
     }
 
     /// Seconds left of the block on `ip`, if it is blocked.
     pub fn blocked(&self, ip: IpAddr) -> Option<u64> {
-        let seen = self.seen.lock().expect("not poisoned");
-        let (count, since) = seen.get(&ip)?;
-        let elapsed = since.elapsed();
-        (*count >= self.limit && elapsed < self.window)
-            .then(|| ceil_secs(self.window - elapsed).max(1))
+        let f = self.counter.get(&network_of(ip))?;
+        (f.count >= self.limit).then(|| ceil_secs(WINDOW.saturating_sub(f.first.elapsed())).max(1))
     }
 
     pub fn failed(&self, ip: IpAddr) {
-        let mut seen = self.seen.lock().expect("not poisoned");
-        if seen.len() > 100_000 {
-            let window = self.window;
-            seen.retain(|_, (_, since)| since.elapsed() < window);
-        }
-        let entry = seen.entry(ip).or_insert((0, Instant::now()));
-        if entry.1.elapsed() >= self.window {
-            *entry = (0, Instant::now());
-        }
-        entry.0 += 1;
+        self.counter.record(network_of(ip));
     }
 
     pub fn sweep(&self) {
-        let window = self.window;
-        self.seen
-            .lock()
-            .expect("not poisoned")
-            .retain(|_, (_, since)| since.elapsed() < window);
+        self.counter.sweep();
     }
 }
 

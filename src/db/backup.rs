@@ -173,7 +173,8 @@ fn age_key(path: &Path) -> (String, u64, String) {
         .strip_prefix(BACKUP_PREFIX)
         .and_then(|r| r.strip_suffix(".db"))
         .unwrap_or("");
-    let (stamp, tail) = rest.split_at(rest.len().min(16));
+    let cut = rest.char_indices().nth(16).map_or(rest.len(), |(i, _)| i);
+    let (stamp, tail) = rest.split_at(cut);
     let counter = match tail.strip_prefix('-').map(str::parse::<u64>) {
         None => 1,
         Some(Ok(n)) => n,
@@ -230,9 +231,18 @@ pub fn restore(source: &Path, db_path: &Path, force: bool) -> Result<()> {
         for p in current.iter().map(|p| aside_path(p)).filter(|p| p.exists()) {
             fs::remove_file(p)?;
         }
-        let _ = taken;
     }
-    for p in current.iter().filter(|p| p.exists()) {
+    // The database is linked aside, not moved, and the backup then renamed over it in one
+    // step: at no moment is there no database (a crash here must not leave an empty data dir
+    // for the next start to fill). Its WAL and shared memory must go first, so that they are
+    // never applied to the restored file.
+    let [db, wal_and_shm @ ..] = current.as_slice() else {
+        unreachable!("three live files");
+    };
+    if db.exists() {
+        fs::hard_link(db, aside_path(db))?;
+    }
+    for p in wal_and_shm.iter().filter(|p| p.exists()) {
         fs::rename(p, aside_path(p))?;
     }
     fs::rename(&staged, db_path)?;

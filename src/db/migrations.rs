@@ -61,6 +61,11 @@ pub fn migrate(conn: &Connection, migrations: &[Migration], backup_dir: &Path) -
     }
     for m in pending {
         conn.execute_batch("BEGIN IMMEDIATE")?;
+        // Another process (a command started beside `serve`) may have migrated meanwhile.
+        if schema_version(conn)? >= m.version {
+            conn.execute_batch("COMMIT")?;
+            continue;
+        }
         let applied = conn
             .execute_batch(m.sql)
             .and_then(|()| conn.pragma_update(None, "user_version", m.version));

@@ -4,7 +4,7 @@ pub mod backup;
 pub mod migrations;
 pub mod writer;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use r2d2_sqlite::SqliteConnectionManager;
@@ -65,7 +65,6 @@ pub fn sqlite_version() -> &'static str {
 /// Shared handle to the database: cheap to clone.
 #[derive(Clone)]
 pub struct Db {
-    path: PathBuf,
     pool: Pool,
     writer: writer::Writer,
 }
@@ -93,11 +92,7 @@ impl Db {
             .min_idle(Some(1))
             .build(manager)?;
         let writer = writer::Writer::start(conn, queue_capacity)?;
-        Ok(Db { path, pool, writer })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(Db { pool, writer })
     }
 
     /// Runs a read on a pooled connection off the async runtime.
@@ -113,12 +108,6 @@ impl Db {
         })
         .await
         .map_err(|e| Error::Internal(format!("reader task failed: {e}")))?
-    }
-
-    /// Runs a read on the calling thread (for commands and blocking contexts).
-    pub fn read_blocking<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let conn = self.pool.get()?;
-        f(&conn)
     }
 
     /// Runs `f` inside a write transaction on the writer thread; answers after the commit.

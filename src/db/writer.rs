@@ -23,8 +23,11 @@ pub enum Durability {
 const MAX_BATCH: usize = 4096;
 const SYNC_EVERY: Duration = Duration::from_secs(1);
 
+/// Told after COMMIT whether it succeeded.
 type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
-type Run = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
+/// Runs a job on the connection, or, given none, fails it without running (the batch could
+/// not start); says whether it succeeded and how to answer its caller.
+type Run = Box<dyn FnOnce(Option<&Connection>) -> (bool, Reply) + Send>;
 
 enum Msg {
     Job { durability: Durability, run: Run },
@@ -35,6 +38,13 @@ enum Msg {
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Msg>,
+}
+
+fn busy() -> Error {
+    Error::Unavailable {
+        message: "The database is busy; try again shortly".into(),
+        retry_after: 2,
+    }
 }
 
 fn shutting_down() -> Error {
@@ -80,12 +90,18 @@ impl Writer {
     {
         let (reply_tx, reply_rx) = oneshot::channel();
         let run: Run = Box::new(move |conn| {
-            let outcome = f(conn);
+            let outcome = match conn {
+                Some(conn) => f(conn),
+                None => Err(busy()),
+            };
             let ok = outcome.is_ok();
             let reply: Reply = Box::new(move |commit| {
                 let answer = match commit {
                     Ok(()) => outcome,
-                    Err(e) if ok => Err(Error::Internal(format!("commit failed: {e}"))),
+                    Err(e) if ok => {
+                        tracing::error!(error = %e, "a write batch failed to commit");
+                        Err(busy())
+                    }
                     Err(_) => outcome,
                 };
                 let _ = reply_tx.send(answer);
@@ -179,46 +195,59 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>) {
     checkpoint(&conn);
 }
 
-/// A passive checkpoint syncs the WAL, bounding what a power loss can take to about a second.
+/// Bounds what a power loss can take to about a second: a passive checkpoint copies what it
+/// can into the database, and the WAL itself is synced whether or not a reader (a running
+/// backup) kept the checkpoint from finishing.
 fn checkpoint(conn: &Connection) {
     if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
         tracing::warn!(error = %e, "checkpoint failed");
+    }
+    if let Some(path) = conn.path().filter(|p| !p.is_empty())
+        && let Ok(wal) = std::fs::File::open(format!("{path}-wal"))
+        && let Err(e) = wal.sync_data()
+    {
+        tracing::warn!(error = %e, "syncing the WAL failed");
     }
 }
 
 fn commit_batch(conn: &Connection, batch: Vec<(Durability, Run)>) {
     let durable = batch.iter().any(|(d, _)| *d == Durability::Full);
-    let result = (|| -> rusqlite::Result<Vec<Reply>> {
-        if durable {
-            conn.execute_batch("PRAGMA synchronous = FULL")?;
+    if durable {
+        let _ = conn.execute_batch("PRAGMA synchronous = FULL");
+    }
+    let mut replies = Vec::with_capacity(batch.len());
+    let mut failure: Option<String> = conn
+        .execute_batch("BEGIN IMMEDIATE")
+        .err()
+        .map(|e| e.to_string());
+    for (_, run) in batch {
+        if failure.is_some() {
+            // Every caller hears back, also when the batch cannot go on.
+            replies.push(run(None).1);
+            continue;
         }
-        conn.execute_batch("BEGIN IMMEDIATE")?;
-        let mut replies = Vec::with_capacity(batch.len());
-        for (_, run) in batch.into_iter() {
-            conn.execute_batch("SAVEPOINT job")?;
-            let (ok, reply) = run(conn);
-            if ok {
-                conn.execute_batch("RELEASE job")?;
-            } else {
-                conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
-            }
-            replies.push(reply);
+        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+            failure = Some(e.to_string());
+            replies.push(run(None).1);
+            continue;
         }
-        Ok(replies)
-    })();
-    let replies = match result {
-        Ok(replies) => replies,
-        Err(e) => {
-            // Nothing was committed; the replies of jobs that ran are gone with the closure
-            // results, so callers see their channel closed and report 503.
-            let _ = conn.execute_batch("ROLLBACK");
-            tracing::error!(error = %e, "write batch failed before commit");
-            restore_sync(conn, durable);
-            return;
+        let (ok, reply) = run(Some(conn));
+        let end = if ok {
+            conn.execute_batch("RELEASE job")
+        } else {
+            conn.execute_batch("ROLLBACK TO job; RELEASE job")
+        };
+        if let Err(e) = end {
+            failure = Some(e.to_string());
         }
+        replies.push(reply);
+    }
+    let commit = match failure {
+        Some(e) => Err(e),
+        None => conn.execute_batch("COMMIT").map_err(|e| e.to_string()),
     };
-    let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
-    if commit.is_err() {
+    if let Err(e) = &commit {
+        tracing::error!(error = %e, jobs = replies.len(), "write batch rolled back");
         let _ = conn.execute_batch("ROLLBACK");
     }
     restore_sync(conn, durable);

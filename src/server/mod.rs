@@ -23,6 +23,8 @@ use crate::net::PeerAddr;
 /// Slow clients get this long to send their request headers, and an idle keep-alive
 /// connection is closed after it too.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Open connections at most; further clients wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 10_000;
 /// In-flight requests get this long to finish at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -48,7 +50,15 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
     let filter = routes(app);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -88,6 +98,7 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            drop(slot);
         });
     }
     drop(listener);

@@ -109,10 +109,14 @@ def auth(base, key):
                            f"{where}: 401 without WWW-Authenticate: {dict(h)}")
                     refusals.add(raw)
                 # The real key is accepted in both header styles (or refused with 403 where
-                # only a session may go), never 401.
+                # only a session may go), never 401 — except on /auth/session and
+                # /auth/logout, which are about the request's own session: without one, 401.
                 for headers in ({"X-API-Key": key}, {"Authorization": "Bearer " + key}):
                     status, _, raw = request(plain, method, url, body, headers)
-                    expect(status != 401, f"{where} refused a valid key in {list(headers)[0]}: {raw[:300]!r}")
+                    if path.startswith("/auth/"):
+                        expect(status == 401, f"{where} with a key and no session answered {status}: {raw[:300]!r}")
+                    else:
+                        expect(status != 401, f"{where} refused a valid key in {list(headers)[0]}: {raw[:300]!r}")
                 checked += 1
             else:
                 expect((method, path) in PUBLIC, f"{where} has no security but SPEC 2.1 does not make it public")

@@ -102,9 +102,11 @@ pub async fn login(mut ctx: Ctx) -> Result<Answer> {
     let (Some(email), Some(pass)) = (email, pass) else {
         return Err(Error::invalid("body: incomplete"));
     };
-    let delay = ctx.app.login_limits.delay_for(&email);
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
+    if let Err(wait) = ctx.app.login_limits.email_gate(&email) {
+        return Err(Error::TooManyRequests {
+            message: "Too many failed logins for this email; try again later".into(),
+            retry_after: wait,
+        });
     }
     let lookup = email.clone();
     let account = ctx
@@ -115,20 +117,18 @@ pub async fn login(mut ctx: Ctx) -> Result<Answer> {
     let ok = password::verify_async(pass, account.as_ref().map(|a| a.password_hash.clone())).await;
     let now = now_ms();
     let ip = ctx.client_ip;
-    let Some(account) = account.filter(|_| ok) else {
-        ctx.app.login_limits.failed(&email);
-        if let Some(account) = ctx
-            .app
-            .db
-            .read(move |c| accounts::by_email(c, &email))
-            .await?
-        {
-            let id = account.id;
-            ctx.app.db.write_detached(move |c| {
-                audit::record(c, &id, Action::LoginFailed, Some(ip), None, now)
-            });
+    let account = match account {
+        Some(account) if ok => account,
+        known => {
+            ctx.app.login_limits.failed(&email);
+            if let Some(account) = known {
+                let id = account.id;
+                ctx.app.db.write_detached(move |c| {
+                    audit::record(c, &id, Action::LoginFailed, Some(ip), None, now)
+                });
+            }
+            return Err(Error::BadCredentials);
         }
-        return Err(Error::BadCredentials);
     };
     ctx.app.login_limits.succeeded(&email);
     let id = account.id.clone();

@@ -12,12 +12,18 @@ use crate::error::{Error, Result};
 /// JSON bodies of the API (SPEC 2.3).
 pub const JSON_LIMIT: usize = 64 * 1024;
 
-/// Reads the whole body, refusing more than `limit` bytes by `Content-Length` or as it streams.
-pub async fn read_limited(
-    headers: &HeaderMap,
-    mut stream: BodyStream,
-    limit: usize,
-) -> Result<Bytes> {
+/// A body must have arrived this long after its headers: slow senders cannot hold a task.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Reads the whole body, refusing more than `limit` bytes by `Content-Length` or as it streams,
+/// and bodies that take longer than `BODY_TIMEOUT`.
+pub async fn read_limited(headers: &HeaderMap, stream: BodyStream, limit: usize) -> Result<Bytes> {
+    tokio::time::timeout(BODY_TIMEOUT, read_all(headers, stream, limit))
+        .await
+        .map_err(|_| Error::RequestTimeout)?
+}
+
+async fn read_all(headers: &HeaderMap, mut stream: BodyStream, limit: usize) -> Result<Bytes> {
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

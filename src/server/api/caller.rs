@@ -72,15 +72,12 @@ pub fn presented_key(headers: &HeaderMap) -> Result<Option<String>> {
 }
 
 /// Authenticates a request: an API key when one is presented, else the session cookie.
-/// Every failure is the same 401; addresses with too many bad keys get 429 without a lookup.
+/// Every failure is the same 401; addresses with too many bad credentials get 429 without a
+/// lookup.
 pub async fn authenticate(app: &App, headers: &HeaderMap, ip: IpAddr) -> Result<Caller> {
     if let Some(key) = presented_key(headers)? {
         if let Some(wait) = app.auth_failures.blocked(ip) {
-            return Err(Error::TooManyRequests {
-                message: "Too many failed authentications from this address; try again later"
-                    .into(),
-                retry_after: wait,
-            });
+            return Err(too_many_failures(wait));
         }
         return match authenticate_key(app, key).await? {
             Some(caller) => Ok(caller),
@@ -93,13 +90,19 @@ pub async fn authenticate(app: &App, headers: &HeaderMap, ip: IpAddr) -> Result<
     let Some(token) = app.cookie().read(headers) else {
         return Err(Error::Unauthorized);
     };
+    if let Some(wait) = app.auth_failures.blocked(ip) {
+        return Err(too_many_failures(wait));
+    }
     let now = now_ms();
     let lookup = token.clone();
-    let live = app
+    let Some(live) = app
         .db
         .read(move |c| session::lookup(c, &lookup, now))
         .await?
-        .ok_or(Error::Unauthorized)?;
+    else {
+        app.auth_failures.failed(ip);
+        return Err(Error::Unauthorized);
+    };
     if now - live.last_seen_at >= session::TOUCH_EVERY_MS {
         let hash = live.hash;
         app.db
@@ -109,6 +112,13 @@ pub async fn authenticate(app: &App, headers: &HeaderMap, ip: IpAddr) -> Result<
         token,
         session: live,
     })
+}
+
+fn too_many_failures(wait: u64) -> Error {
+    Error::TooManyRequests {
+        message: "Too many failed authentications from this address; try again later".into(),
+        retry_after: wait,
+    }
 }
 
 /// Looks the key up on every request: no cache, so a regenerated or revoked key (also by

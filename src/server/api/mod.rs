@@ -46,6 +46,9 @@ pub enum Access {
     Public,
     /// The dashboard's session only: API keys get 403 (SPEC 2.1).
     Session,
+    /// The request's own dashboard session (`/auth/session`, `/auth/logout`): without one,
+    /// an API key included, the answer is 401.
+    OwnSession,
     /// An API key or a session.
     Account,
 }
@@ -134,7 +137,7 @@ macro_rules! h {
 
 /// The API: every route, in one table.
 pub fn table() -> Vec<Route> {
-    use Access::{Account, Public, Session};
+    use Access::{Account, OwnSession, Public, Session};
     use Method as M;
     const PAGE: &[&str] = &["limit", "page"];
     vec![
@@ -152,9 +155,9 @@ pub fn table() -> Vec<Route> {
             .describe("Sets the session cookie. 10 attempts per minute per client address; the same 401 for an unknown email and a wrong password.")
             .body(schema::login_body)
             .data(schema::session),
-        Route::new(M::POST, "/auth/logout", Session, "End the current dashboard session", h!(auth::logout))
+        Route::new(M::POST, "/auth/logout", OwnSession, "End the current dashboard session", h!(auth::logout))
             .data(schema::logged_out),
-        Route::new(M::GET, "/auth/session", Session, "The current session's account and CSRF token", h!(auth::current))
+        Route::new(M::GET, "/auth/session", OwnSession, "The current session's account and CSRF token", h!(auth::current))
             .data(schema::session),
         Route::new(M::GET, "/account", Account, "The caller's account", h!(account::get))
             .data(schema::account),
@@ -515,6 +518,10 @@ async fn handle(
 ) -> Result<Answer> {
     let caller = match route.access {
         Access::Public => None,
+        Access::OwnSession => match caller::authenticate(app, &headers, client_ip).await? {
+            caller @ Caller::Session { .. } => Some(caller),
+            Caller::Key { .. } => return Err(Error::Unauthorized),
+        },
         Access::Session | Access::Account => {
             Some(caller::authenticate(app, &headers, client_ip).await?)
         }

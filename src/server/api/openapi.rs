@@ -44,6 +44,7 @@ fn operation(route: &Route) -> Value {
     let who = match route.access {
         Access::Public => "Public: no credential needed.",
         Access::Session => "Dashboard session only (API keys get 403).",
+        Access::OwnSession => "The request's own dashboard session; anything else gets 401.",
         Access::Account => {
             "An API key (X-API-Key or Authorization: Bearer) or the dashboard session."
         }
@@ -62,7 +63,7 @@ fn operation(route: &Route) -> Value {
         "security".into(),
         match route.access {
             Access::Public => json!([]),
-            Access::Session => json!([{"session": []}]),
+            Access::Session | Access::OwnSession => json!([{"session": []}]),
             Access::Account => json!([{"apiKey": []}, {"bearer": []}, {"session": []}]),
         },
     );
