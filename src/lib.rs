@@ -13,6 +13,7 @@ pub mod config;
 pub mod datadir;
 pub mod db;
 pub mod error;
+pub mod ingest;
 pub mod keys;
 pub mod logging;
 pub mod net;
