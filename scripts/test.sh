@@ -37,5 +37,8 @@ grep -q "test result: ok" target/cargo-test.log
 step "browser tests (headless Chromium)"
 (cd tests/browser && npm ci --silent --no-audit --no-fund && node --test --test-concurrency=1)
 
+step "tracker script tests (headless Chromium, mock collector)"
+(cd tests/tracker && node --test --test-concurrency=1)
+
 echo
 echo "All checks passed."
