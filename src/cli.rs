@@ -364,6 +364,12 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<()> {
             app.config.public_url
         );
     }
+    // The result of `serve`, after the setup link, so whoever reads stdout knows both.
+    outln!(
+        "Jetrack is listening on http://{} (dashboard: {}/)",
+        app.config.listen,
+        app.config.public_url
+    );
     tracing::info!(
         data_dir = %data_dir.display(),
         sqlite = db::sqlite_version(),

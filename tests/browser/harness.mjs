@@ -200,7 +200,8 @@ export async function startServer({ args = [], env = {}, binary = false, expectS
   try {
     const deadline = Date.now() + START_TIMEOUT_MS;
     let match = null;
-    while (!(match = LISTENING.exec(err))) {
+    // `serve` prints its address to stdout, after the setup link when there is one.
+    while (!(match = LISTENING.exec(out))) {
       if (exited) {
         throw new Error(`the server exited before listening (${JSON.stringify(exited)})\n${describe()}`);
       }
@@ -212,8 +213,6 @@ export async function startServer({ args = [], env = {}, binary = false, expectS
     const origin = match[1];
     const port = Number(match[2]);
 
-    // The setup link is printed to stdout before the listening line goes to stderr, but the
-    // two pipes are read independently: give stdout a moment to catch up.
     let setupUrl = null;
     const linkDeadline = Date.now() + (expectSetupLink ? 5_000 : 300);
     for (;;) {

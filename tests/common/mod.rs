@@ -93,8 +93,10 @@ impl Server {
         let stdout = capture(child.stdout.take().expect("stdout"));
         let stderr = capture(child.stderr.take().expect("stderr"));
         let deadline = Instant::now() + Duration::from_secs(30);
+        // `serve` prints its address to stdout after the setup link, so once the address is
+        // there, so is the link (when there is one).
         let base = loop {
-            if let Some(base) = find_listening(&stderr.lock().unwrap()) {
+            if let Some(base) = find_listening(&stdout.lock().unwrap()) {
                 break base;
             }
             if let Ok(Some(status)) = child.try_wait() {
@@ -110,8 +112,6 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(20));
         };
-        // The setup link, when printed, comes before the listening line.
-        std::thread::sleep(Duration::from_millis(20));
         let setup_url = stdout
             .lock()
             .unwrap()
