@@ -448,6 +448,14 @@ fn invalid_line(e: Error) -> Error {
     }
 }
 
+/// The id of the account `--email` names, or none when no `--email` was given (all accounts).
+async fn owner_id(db: &Db, email: Option<&str>) -> Result<Option<String>> {
+    Ok(match email {
+        Some(e) => Some(account_by_email(db, e).await?.id),
+        None => None,
+    })
+}
+
 async fn account_by_email(db: &Db, email: &str) -> Result<accounts::Account> {
     let email = email.to_string();
     let lookup = email.clone();
@@ -840,16 +848,7 @@ async fn keys_cmd(cmd: KeysCommand, db: Db) -> Result<()> {
             let id = account.id.clone();
             let (key, secret) = db
                 .write(Durability::Full, move |c| {
-                    let (key, secret) = keys::create(c, &id, new, now)?;
-                    audit::record(
-                        c,
-                        &id,
-                        audit::Action::KeyCreated,
-                        None,
-                        Some(&key.prefix),
-                        now,
-                    )?;
-                    Ok((key, secret))
+                    keys::issue(c, &id, new, None, now)
                 })
                 .await?;
             outln!("{secret}");
@@ -859,11 +858,7 @@ async fn keys_cmd(cmd: KeysCommand, db: Db) -> Result<()> {
             );
         }
         KeysCommand::List { email } => {
-            let owner = match &email {
-                Some(e) => Some(account_by_email(&db, e).await?),
-                None => None,
-            };
-            let owner_id = owner.map(|a| a.id);
+            let owner_id = owner_id(&db, email.as_deref()).await?;
             let (list, accounts) = db
                 .read(move |c| Ok((keys::list(c, owner_id.as_deref())?, accounts::list(c)?)))
                 .await?;
@@ -928,10 +923,7 @@ async fn keys_cmd(cmd: KeysCommand, db: Db) -> Result<()> {
                             }
                         },
                     };
-                    let (key, secret) = keys::regenerate(c, &target.id, grace_ms, now)?;
-                    let detail = format!("{} → {}", target.prefix, key.prefix);
-                    audit::record(c, &id, audit::Action::KeyRegenerated, None, Some(&detail), now)?;
-                    Ok((key, secret))
+                    keys::rotate(c, &target, grace_ms, None, now)
                 })
                 .await?;
             outln!("{secret}");
@@ -948,15 +940,7 @@ async fn keys_cmd(cmd: KeysCommand, db: Db) -> Result<()> {
             let (revoked, email) = db
                 .write(Durability::Full, move |c| {
                     let target = one_key(keys::find(c, &key)?, &key)?;
-                    keys::revoke(c, &target.id)?;
-                    audit::record(
-                        c,
-                        &target.account_id,
-                        audit::Action::KeyRevoked,
-                        None,
-                        Some(&target.prefix),
-                        now,
-                    )?;
+                    keys::revoke_recorded(c, &target, None, now)?;
                     let email = accounts::by_id(c, &target.account_id)?
                         .map(|a| a.email)
                         .unwrap_or_default();
@@ -1028,16 +1012,7 @@ async fn websites_cmd(cmd: WebsitesCommand, db: Db) -> Result<()> {
             };
             let site = db
                 .write(Durability::Full, move |c| {
-                    let site = websites::insert(c, &account.id, account.limit_websites, new, now)?;
-                    audit::record(
-                        c,
-                        &account.id,
-                        audit::Action::WebsiteCreated,
-                        None,
-                        Some(&site.domain),
-                        now,
-                    )?;
-                    Ok(site)
+                    websites::add(c, &account, new, None, now)
                 })
                 .await?;
             outln!("{}", site.snippet(&public_url));
@@ -1047,11 +1022,7 @@ async fn websites_cmd(cmd: WebsitesCommand, db: Db) -> Result<()> {
             );
         }
         WebsitesCommand::List { email } => {
-            let owner = match &email {
-                Some(e) => Some(account_by_email(&db, e).await?),
-                None => None,
-            };
-            let owner_id = owner.map(|a| a.id);
+            let owner_id = owner_id(&db, email.as_deref()).await?;
             let (list, accounts) = db
                 .read(move |c| Ok((websites::list(c, owner_id.as_deref())?, accounts::list(c)?)))
                 .await?;

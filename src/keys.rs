@@ -1,9 +1,12 @@
 //! API keys (SPEC 1): `bj_live_` + 64 hex characters from the OS CSPRNG. Only the SHA-256 of a
 //! key is stored; the key itself is shown once. The only place their table is read or written.
 
+use std::net::IpAddr;
+
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
+use crate::audit::{self, Action};
 use crate::auth::token::{random_hex32, sha256};
 use crate::error::{Error, Result};
 use crate::time::iso_ms;
@@ -274,6 +277,74 @@ pub fn authenticate(conn: &Connection, secret: &str, now: i64) -> Result<Option<
             ApiKey::from_row,
         )
         .optional()?)
+}
+
+/// What the audit log says of a key: its prefix and name, never the secret.
+pub fn audit_detail(key: &ApiKey) -> String {
+    match &key.name {
+        Some(name) => format!("{} ({name})", key.prefix),
+        None => key.prefix.clone(),
+    }
+}
+
+/// Creates a key and records it in the account's audit log (from the dashboard with the
+/// client's address, from the shell without).
+pub fn issue(
+    conn: &Connection,
+    account_id: &str,
+    new: NewKey,
+    ip: Option<IpAddr>,
+    now: i64,
+) -> Result<(ApiKey, String)> {
+    let (key, secret) = create(conn, account_id, new, now)?;
+    audit::record(
+        conn,
+        account_id,
+        Action::KeyCreated,
+        ip,
+        Some(&audit_detail(&key)),
+        now,
+    )?;
+    Ok((key, secret))
+}
+
+/// Regenerates a key (the old secret dies at once, or after `grace_ms`) and records it.
+pub fn rotate(
+    conn: &Connection,
+    old: &ApiKey,
+    grace_ms: Option<i64>,
+    ip: Option<IpAddr>,
+    now: i64,
+) -> Result<(ApiKey, String)> {
+    let (key, secret) = regenerate(conn, &old.id, grace_ms, now)?;
+    let detail = format!("{} → {}", old.prefix, key.prefix);
+    audit::record(
+        conn,
+        &old.account_id,
+        Action::KeyRegenerated,
+        ip,
+        Some(&detail),
+        now,
+    )?;
+    Ok((key, secret))
+}
+
+/// Revokes a key and records it.
+pub fn revoke_recorded(
+    conn: &Connection,
+    key: &ApiKey,
+    ip: Option<IpAddr>,
+    now: i64,
+) -> Result<()> {
+    revoke(conn, &key.id)?;
+    audit::record(
+        conn,
+        &key.account_id,
+        Action::KeyRevoked,
+        ip,
+        Some(&audit_detail(key)),
+        now,
+    )
 }
 
 pub fn touch(conn: &Connection, id: &str, at: i64) -> Result<()> {

@@ -1,8 +1,12 @@
 //! Websites: the sites being tracked. The only place their table is read or written.
 
+use std::net::IpAddr;
+
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
+use crate::accounts::Account;
+use crate::audit::{self, Action};
 use crate::error::{Error, Result};
 use crate::time::iso_ms;
 
@@ -310,9 +314,38 @@ pub fn update(conn: &Connection, mut site: Website, change: WebsiteChange) -> Re
     Ok(site)
 }
 
-pub fn delete(conn: &Connection, id: &str) -> Result<()> {
-    conn.execute("DELETE FROM websites WHERE id = ?1", [id])?;
-    Ok(())
+/// Adds a website for `account` within its limit and records it in the audit log.
+pub fn add(
+    conn: &Connection,
+    account: &Account,
+    new: NewWebsite,
+    ip: Option<IpAddr>,
+    now: i64,
+) -> Result<Website> {
+    let site = insert(conn, &account.id, account.limit_websites, new, now)?;
+    audit::record(
+        conn,
+        &account.id,
+        Action::WebsiteCreated,
+        ip,
+        Some(&site.domain),
+        now,
+    )?;
+    Ok(site)
+}
+
+/// Deletes a website with its data and records it.
+pub fn delete(conn: &Connection, site: &Website, ip: Option<IpAddr>, now: i64) -> Result<()> {
+    conn.execute("DELETE FROM websites WHERE id = ?1", [&site.id])?;
+    let detail = format!("{} ({})", site.domain, site.name);
+    audit::record(
+        conn,
+        &site.account_id,
+        Action::WebsiteDeleted,
+        ip,
+        Some(&detail),
+        now,
+    )
 }
 
 pub fn count_for(conn: &Connection, account_id: &str) -> Result<i64> {

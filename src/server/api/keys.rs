@@ -4,7 +4,6 @@ use http::StatusCode;
 use serde_json::{Value, json};
 
 use super::{Answer, Ctx};
-use crate::audit::{self, Action};
 use crate::db::Durability;
 use crate::error::{Error, Result};
 use crate::keys::{self, NewKey, NewKeyView, Scope};
@@ -65,16 +64,7 @@ pub async fn create(mut ctx: Ctx) -> Result<Answer> {
         .app
         .db
         .write(Durability::Full, move |c| {
-            let (key, secret) = keys::create(c, &account_id, new, now)?;
-            audit::record(
-                c,
-                &account_id,
-                Action::KeyCreated,
-                Some(ip),
-                Some(&key_detail(&key)),
-                now,
-            )?;
-            Ok((key, secret))
+            keys::issue(c, &account_id, new, Some(ip), now)
         })
         .await?;
     Answer::with_status(
@@ -84,14 +74,6 @@ pub async fn create(mut ctx: Ctx) -> Result<Answer> {
             view: key.view(),
         },
     )
-}
-
-/// What the audit log says of a key: its prefix and name, never the secret.
-fn key_detail(key: &keys::ApiKey) -> String {
-    match &key.name {
-        Some(name) => format!("{} ({name})", key.prefix),
-        None => key.prefix.clone(),
-    }
 }
 
 pub async fn regenerate(ctx: Ctx) -> Result<Answer> {
@@ -105,17 +87,7 @@ pub async fn regenerate(ctx: Ctx) -> Result<Answer> {
         .db
         .write(Durability::Full, move |c| {
             let old = keys::owned(c, &account_id, &key_id)?;
-            let (key, secret) = keys::regenerate(c, &old.id, None, now)?;
-            let detail = format!("{} → {}", old.prefix, key.prefix);
-            audit::record(
-                c,
-                &account_id,
-                Action::KeyRegenerated,
-                Some(ip),
-                Some(&detail),
-                now,
-            )?;
-            Ok((key, secret))
+            keys::rotate(c, &old, None, Some(ip), now)
         })
         .await?;
     Answer::ok(NewKeyView {
@@ -135,15 +107,7 @@ pub async fn revoke(ctx: Ctx) -> Result<Answer> {
         .db
         .write(Durability::Full, move |c| {
             let key = keys::owned(c, &account_id, &key_id)?;
-            keys::revoke(c, &key.id)?;
-            audit::record(
-                c,
-                &account_id,
-                Action::KeyRevoked,
-                Some(ip),
-                Some(&key_detail(&key)),
-                now,
-            )?;
+            keys::revoke_recorded(c, &key, Some(ip), now)?;
             Ok(key.id)
         })
         .await

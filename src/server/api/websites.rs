@@ -5,7 +5,6 @@ use serde_json::{Value, json};
 
 use super::body::Fields;
 use super::{Answer, Ctx};
-use crate::audit::{self, Action};
 use crate::db::Durability;
 use crate::error::Result;
 use crate::time::now_ms;
@@ -80,16 +79,7 @@ pub async fn create(mut ctx: Ctx) -> Result<Answer> {
         .app
         .db
         .write(Durability::Full, move |c| {
-            let site = websites::insert(c, &account.id, account.limit_websites, new, now)?;
-            audit::record(
-                c,
-                &account.id,
-                Action::WebsiteCreated,
-                Some(ip),
-                Some(&site.domain),
-                now,
-            )?;
-            Ok(site)
+            websites::add(c, &account, new, Some(ip), now)
         })
         .await?;
     Answer::with_status(StatusCode::CREATED, site.view(&ctx.app.config.public_url))
@@ -145,16 +135,7 @@ pub async fn delete(ctx: Ctx) -> Result<Answer> {
         .db
         .write(Durability::Full, move |c| {
             let site = websites::owned(c, &account_id, &id)?;
-            websites::delete(c, &site.id)?;
-            let detail = format!("{} ({})", site.domain, site.name);
-            audit::record(
-                c,
-                &account_id,
-                Action::WebsiteDeleted,
-                Some(ip),
-                Some(&detail),
-                now,
-            )?;
+            websites::delete(c, &site, Some(ip), now)?;
             Ok(site.id)
         })
         .await?;
