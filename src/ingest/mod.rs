@@ -5,6 +5,7 @@
 //! hostname, path, UTM, referrer host, spam), and the screen class (`screen`).
 
 pub mod bots;
+pub mod geo;
 pub mod referrer;
 pub mod screen;
 pub mod useragent;
