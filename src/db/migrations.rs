@@ -26,6 +26,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "websites_api_keys",
         sql: include_str!("../../migrations/0002_websites_api_keys.sql"),
     },
+    Migration {
+        version: 3,
+        name: "salts",
+        sql: include_str!("../../migrations/0003_salts.sql"),
+    },
 ];
 
 pub fn latest_version(migrations: &[Migration]) -> i64 {

@@ -9,6 +9,7 @@ pub mod geo;
 pub mod referrer;
 pub mod screen;
 pub mod useragent;
+pub mod visitor;
 
 /// At most `max` characters of `s`, cut on a character boundary.
 pub(crate) fn truncate_chars(s: &str, max: usize) -> &str {
