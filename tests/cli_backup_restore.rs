@@ -7,12 +7,13 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::cli::{Out, assert_failure, assert_success, assert_usage, finish, run};
+use common::cli::{
+    Out, assert_failure, assert_success, assert_usage, finish, run, run_with_closed_stdout,
+};
 use common::{Sandbox, Server};
 use rusqlite::{Connection, OpenFlags};
 use serde_json::json;
@@ -448,21 +449,7 @@ fn backup_keep_with_output_works_before_any_default_backup_exists() {
 fn backup_with_a_closed_stdout_fails_with_one_line_and_no_panic() {
     let sb = Sandbox::new();
     data_dir_with(&sb, &[]);
-    let (reader, writer) = std::io::pipe().expect("pipe");
-    drop(reader);
-    let out = sb
-        .cmd()
-        .arg("backup")
-        .stdin(Stdio::null())
-        .stdout(writer)
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run jetrack");
-    let out = Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::new(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let out = run_with_closed_stdout(&sb, &["backup"]);
     assert_failure(&out, "");
 }
 

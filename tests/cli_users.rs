@@ -6,9 +6,12 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::cli::{Out, assert_failure, assert_success, assert_usage, finish, run, run_stdin};
+use common::cli::{
+    Out, assert_failure, assert_success, assert_usage, finish, run, run_stdin,
+    run_with_closed_stdout,
+};
 use common::{PASSWORD, Sandbox, Server};
 use serde_json::json;
 
@@ -304,21 +307,7 @@ fn users_list_on_an_empty_database_prints_only_the_header() {
 fn users_list_with_a_closed_stdout_fails_with_one_line_and_no_panic() {
     let sb = Sandbox::new();
     add_user(&sb, "pipe@example.com", "pipe long password");
-    let (reader, writer) = std::io::pipe().expect("pipe");
-    drop(reader);
-    let out = sb
-        .cmd()
-        .args(["users", "list"])
-        .stdin(Stdio::null())
-        .stdout(writer)
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run jetrack");
-    let out = Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::new(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let out = run_with_closed_stdout(&sb, &["users", "list"]);
     assert_failure(&out, "");
 }
 

@@ -52,6 +52,25 @@ pub fn run_stdin(sb: &Sandbox, args: &[&str], stdin: &str) -> Out {
     finish(cmd, Some(stdin))
 }
 
+/// `jetrack --data-dir <sandbox data> args…` whose stdout is a pipe nobody reads any more.
+pub fn run_with_closed_stdout(sb: &Sandbox, args: &[&str]) -> Out {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = sb
+        .cmd()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run jetrack");
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::new(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 #[track_caller]
 pub fn assert_no_panic(out: &Out) {
     for text in [&out.stdout, &out.stderr] {
