@@ -15,7 +15,6 @@ pub const KEY_PREFIX: &str = "bj_live_";
 pub const KEY_LEN: usize = 72;
 pub const PREFIX_LEN: usize = 12;
 pub const MAX_KEYS_PER_ACCOUNT: i64 = 20;
-const MAX_NAME_LEN: usize = 100;
 pub const MAX_EXPIRES_IN_DAYS: i64 = 3650;
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
@@ -125,15 +124,10 @@ pub fn hash(key: &str) -> [u8; 32] {
     sha256(key.as_bytes())
 }
 
+/// A key's optional name: the same rules as a person's name (trimmed, at most 100
+/// characters, no control characters; empty means none).
 pub fn validate_name(raw: &str) -> std::result::Result<Option<String>, String> {
-    let name = raw.trim();
-    if name.chars().count() > MAX_NAME_LEN {
-        return Err(format!("name: must be at most {MAX_NAME_LEN} characters"));
-    }
-    if name.chars().any(char::is_control) {
-        return Err("name: must not contain control characters".into());
-    }
-    Ok((!name.is_empty()).then(|| name.to_string()))
+    crate::accounts::validate_name("name", raw)
 }
 
 pub fn validate_expires_in_days(days: i64) -> std::result::Result<i64, String> {

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use super::{Answer, Ctx};
 use crate::db::Durability;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::keys::{self, NewKey, NewKeyView, Scope};
 use crate::time::now_ms;
 
@@ -110,10 +110,6 @@ pub async fn revoke(ctx: Ctx) -> Result<Answer> {
             keys::revoke_recorded(c, &key, Some(ip), now)?;
             Ok(key.id)
         })
-        .await
-        .map_err(|e| match e {
-            Error::NotFound(_) => Error::NotFound("API key not found".into()),
-            other => other,
-        })?;
+        .await?;
     Answer::ok(json!({"id": id, "revoked": true}))
 }
