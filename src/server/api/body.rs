@@ -29,17 +29,40 @@ async fn read_all(headers: &HeaderMap, mut stream: BodyStream, limit: usize) -> 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
+        if declared.is_some_and(|n| n <= DRAIN_LIMIT as u64) {
+            drain(stream, DRAIN_LIMIT).await;
+        }
         return Err(Error::PayloadTooLarge { limit });
     }
     let mut buf = BytesMut::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|_| Error::invalid("body: could not be read"))?;
         if buf.len() + chunk.len() > limit {
+            drain(stream, DRAIN_LIMIT.saturating_sub(buf.len() + chunk.len())).await;
             return Err(Error::PayloadTooLarge { limit });
         }
         buf.extend_from_slice(&chunk);
     }
     Ok(buf.freeze())
+}
+
+/// How much of a too-large body is still read (and thrown away) before the 413 is sent.
+const DRAIN_LIMIT: usize = 1024 * 1024;
+
+/// Reads and discards the rest of a body that is only somewhat too large, for at most a
+/// second. A server that answers and closes while the client is still sending makes the
+/// client's kernel drop the answer (a reset or a broken pipe instead of the 413); reading the
+/// rest lets an ordinary client see why it was refused. Bigger or slower bodies are cut off.
+async fn drain(mut stream: BodyStream, mut budget: usize) {
+    let rest = async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            if chunk.len() > budget {
+                return;
+            }
+            budget -= chunk.len();
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), rest).await;
 }
 
 /// A JSON object body whose fields are taken one by one; what is left is unknown.
