@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "salts",
         sql: include_str!("../../migrations/0003_salts.sql"),
     },
+    Migration {
+        version: 4,
+        name: "events",
+        sql: include_str!("../../migrations/0004_events.sql"),
+    },
 ];
 
 pub fn latest_version(migrations: &[Migration]) -> i64 {

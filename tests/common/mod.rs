@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod ingest;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
