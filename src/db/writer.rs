@@ -2,6 +2,7 @@
 //! soon as its previous commit finishes (group commit). Each job runs in its own savepoint, so
 //! one failing job never takes the others of its batch down. Callers hear back after COMMIT.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,18 @@ pub enum Durability {
 }
 
 const MAX_BATCH: usize = 4096;
+
+/// Batches rolled back as a whole in this process. Caches of what the database holds (the
+/// ingest string numbers) compare it to know when to start over.
+static ROLLBACKS: AtomicU64 = AtomicU64::new(0);
+
+pub fn rollbacks() -> u64 {
+    ROLLBACKS.load(Ordering::Acquire)
+}
+
+pub(crate) fn note_rollback() {
+    ROLLBACKS.fetch_add(1, Ordering::AcqRel);
+}
 const SYNC_EVERY: Duration = Duration::from_secs(1);
 
 /// Told after COMMIT whether it succeeded.
@@ -249,6 +262,7 @@ fn commit_batch(conn: &Connection, batch: Vec<(Durability, Run)>) {
     if let Err(e) = &commit {
         tracing::error!(error = %e, jobs = replies.len(), "write batch rolled back");
         let _ = conn.execute_batch("ROLLBACK");
+        note_rollback();
     }
     restore_sync(conn, durable);
     for reply in replies {

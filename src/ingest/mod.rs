@@ -8,6 +8,7 @@ pub mod bots;
 pub mod geo;
 pub mod referrer;
 pub mod screen;
+pub mod store;
 pub mod useragent;
 pub mod visitor;
 
