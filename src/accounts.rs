@@ -254,15 +254,16 @@ pub fn set_password_hash(conn: &Connection, id: &str, hash: &str) -> Result<()> 
     Ok(())
 }
 
-/// Pageviews of the account's websites whose own timestamp is in `[start, end)`.
-/// No pageview is stored before the ingestion pipeline exists, so this is 0 until then.
-pub fn pageviews_between(
-    _conn: &Connection,
-    _account_id: &str,
-    _start: i64,
-    _end: i64,
-) -> Result<i64> {
-    Ok(0)
+/// Pageviews of the account's websites whose own timestamp is in `[start, end)`: one range
+/// of the `(site, at)` key per website.
+pub fn pageviews_between(conn: &Connection, account_id: &str, start: i64, end: i64) -> Result<i64> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT coalesce(sum((SELECT count(*) FROM pageviews p
+                                  WHERE p.site = s.num AND p.at >= ?2 AND p.at < ?3)), 0)
+             FROM websites w JOIN sites s ON s.website_id = w.id WHERE w.account_id = ?1",
+        )?
+        .query_row(rusqlite::params![account_id, start, end], |r| r.get(0))?)
 }
 
 pub fn remove(conn: &Connection, id: &str) -> Result<()> {

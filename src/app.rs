@@ -9,6 +9,7 @@ use crate::auth::ratelimit::{AuthFailures, Throttle};
 use crate::auth::session::SessionCookie;
 use crate::config::Config;
 use crate::db::Db;
+use crate::ingest::pipeline::Ingest;
 
 #[derive(Clone)]
 pub struct App {
@@ -23,10 +24,12 @@ pub struct App {
     pub key_last_written: Arc<Mutex<HashMap<String, Instant>>>,
     /// The one-time token of the setup link, while no account exists.
     pub setup_token: Arc<Mutex<Option<String>>>,
+    /// Tracking: collect, import, and their metrics.
+    pub ingest: Arc<Ingest>,
 }
 
 impl App {
-    pub fn new(config: Config, db: Db) -> App {
+    pub fn new(config: Config, db: Db, ingest: Arc<Ingest>) -> App {
         App {
             login_limits: Arc::new(LoginLimits::new(config.login_attempts_per_minute)),
             key_throttle: Arc::new(Throttle::new(config.api_rate_limit, config.api_rate_burst)),
@@ -37,6 +40,7 @@ impl App {
             auth_failures: Arc::new(AuthFailures::new(config.auth_fail_limit)),
             key_last_written: Arc::new(Mutex::new(HashMap::new())),
             setup_token: Arc::new(Mutex::new(None)),
+            ingest,
             config: Arc::new(config),
             db,
         }
@@ -54,5 +58,6 @@ impl App {
         self.key_throttle.sweep();
         self.session_throttle.sweep();
         self.auth_failures.sweep();
+        self.ingest.sweep();
     }
 }

@@ -5,6 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
@@ -17,8 +18,13 @@ use crate::config::{self, Config};
 use crate::datadir;
 use crate::db::{self, Db, Durability, backup, migrations};
 use crate::error::{Error, Result};
+use crate::ingest::geo::GeoIp;
+use crate::ingest::pipeline::{self, Ingest};
+use crate::ingest::useragent;
+use crate::ingest::visitor::{SystemClock, Visitors};
 use crate::keys;
 use crate::logging::{self, LogFormat, LogLevel};
+use crate::metrics::Metrics;
 use crate::net::TrustedProxies;
 use crate::time::{iso_ms, now_ms};
 use crate::websites;
@@ -171,6 +177,15 @@ pub struct ServeArgs {
     /// Failed authentications per minute from one client address before it gets 429
     #[arg(long, env = "JETRACK_AUTH_FAIL_LIMIT", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub auth_fail_limit: u32,
+    /// Tracked events per second from one client address and User-Agent before 429
+    #[arg(long, env = "JETRACK_INGEST_RATE_LIMIT", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub ingest_rate_limit: u32,
+    /// A MaxMind-format country database to use instead of the embedded one
+    #[arg(long, env = "JETRACK_GEOIP_DB", value_name = "PATH.mmdb")]
+    pub geoip_db: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (a separate, private address)
+    #[arg(long, env = "JETRACK_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -346,14 +361,42 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<()> {
     config.api_rate_limit = args.api_rate_limit;
     config.api_rate_burst = args.api_rate_burst;
     config.auth_fail_limit = args.auth_fail_limit;
+    config.ingest_rate_limit = args.ingest_rate_limit;
 
+    let geo = match &args.geoip_db {
+        Some(path) => GeoIp::open(path)
+            .map_err(|e| Error::Internal(format!("--geoip-db {}: {e}", path.display())))?,
+        None => GeoIp::embedded(),
+    };
+    // Compiling the User-Agent rules takes a moment: not on the first tracked request.
+    let warm_up = tokio::task::spawn_blocking(useragent::warm_up);
     let db = Db::open(&data_dir, config.queue_capacity)?;
     let listener = crate::server::bind(config.listen).await?;
+    let metrics_listener = match args.metrics_listen {
+        Some(addr) => Some(crate::server::bind(addr).await?),
+        None => None,
+    };
     let config = config.bound_to(listener.local_addr()?, public_url.is_some());
     for warning in config.login_warnings() {
         tracing::warn!("{warning}");
     }
-    let app = App::new(config, db.clone());
+    let visitors = db
+        .read(|c| Visitors::load(c, Arc::new(SystemClock)))
+        .await?;
+    let metrics = Arc::new(Metrics::new());
+    {
+        let metrics = Arc::clone(&metrics);
+        db.observe_commits(Arc::new(move |d| metrics.commit_latency().observe(d)));
+    }
+    tracing::info!(geoip = %geo.describe(), "country database");
+    let ingest = Arc::new(Ingest::new(
+        geo,
+        visitors,
+        metrics,
+        config.ingest_rate_limit,
+    ));
+    let app = App::new(config, db.clone(), ingest);
+    let _ = warm_up.await;
 
     if db.read(accounts::count).await? == 0 {
         let token = crate::auth::token::random_hex32();
@@ -377,16 +420,34 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<()> {
         app.config.listen
     );
 
+    let metrics_server = match metrics_listener {
+        Some(listener) => {
+            let addr = listener.local_addr()?;
+            outln!("Prometheus metrics on http://{addr}/metrics");
+            let routes = crate::server::metrics_routes(app.clone());
+            Some(tokio::spawn(crate::server::serve_filter(
+                routes,
+                None,
+                listener,
+                std::future::pending(),
+            )))
+        }
+        None => None,
+    };
     let sweeper = spawn_sweeper(app.clone());
     crate::server::serve(app, listener, shutdown_signal()).await;
     sweeper.abort();
+    if let Some(task) = metrics_server {
+        task.abort();
+    }
     tracing::info!("draining the write queue");
     db.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Clears expired sessions and stale rate-limit state every ten minutes.
+/// Every ten minutes: clears expired sessions, stale rate-limit state, salts past their time
+/// (SPEC 3.4) and idempotency answers older than a day.
 fn spawn_sweeper(app: App) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
@@ -396,10 +457,17 @@ fn spawn_sweeper(app: App) -> tokio::task::JoinHandle<()> {
             let now = now_ms();
             if let Err(e) = app
                 .db
-                .write(Durability::Normal, move |c| session::purge_expired(c, now))
+                .write(Durability::Normal, move |c| {
+                    session::purge_expired(c, now)?;
+                    pipeline::purge_idempotency(c, now)?;
+                    Ok(())
+                })
                 .await
             {
                 tracing::warn!(error = %e, "could not purge expired sessions");
+            }
+            if let Err(e) = app.ingest.visitors.purge_via(&app.db).await {
+                tracing::warn!(error = %e, "could not purge old salts");
             }
         }
     })

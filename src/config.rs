@@ -21,6 +21,8 @@ pub struct Config {
     pub session_rate_limit: u32,
     /// Failed authentications per minute per client IP before it is refused outright.
     pub auth_fail_limit: u32,
+    /// Tracked events per second per client address and User-Agent.
+    pub ingest_rate_limit: u32,
 }
 
 impl Config {
@@ -37,6 +39,7 @@ impl Config {
             api_rate_burst: 60,
             session_rate_limit: 600,
             auth_fail_limit: 20,
+            ingest_rate_limit: 20,
         }
     }
 

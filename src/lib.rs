@@ -16,6 +16,7 @@ pub mod error;
 pub mod ingest;
 pub mod keys;
 pub mod logging;
+pub mod metrics;
 pub mod net;
 pub mod server;
 pub mod time;

@@ -67,6 +67,7 @@ pub fn sqlite_version() -> &'static str {
 pub struct Db {
     pool: Pool,
     writer: writer::Writer,
+    path: std::path::PathBuf,
 }
 
 impl Db {
@@ -92,7 +93,7 @@ impl Db {
             .min_idle(Some(1))
             .build(manager)?;
         let writer = writer::Writer::start(conn, queue_capacity)?;
-        Ok(Db { pool, writer })
+        Ok(Db { pool, writer, path })
     }
 
     /// Runs a read on a pooled connection off the async runtime.
@@ -117,6 +118,32 @@ impl Db {
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         self.writer.submit(durability, f).await
+    }
+
+    /// Like [`Db::write`], but a full queue answers 503 at once (ingestion).
+    pub async fn try_write<T, F>(&self, durability: Durability, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.writer.try_submit(durability, f).await
+    }
+
+    /// Sets what hears of each write batch's commit time.
+    pub fn observe_commits(&self, observer: writer::CommitObserver) {
+        self.writer.observe_commits(observer);
+    }
+
+    /// Jobs waiting for the writer, and the queue's capacity.
+    pub fn queue(&self) -> (usize, usize) {
+        self.writer.queue()
+    }
+
+    /// The database file and its WAL, in bytes (0 when missing).
+    pub fn file_sizes(&self) -> (u64, u64) {
+        let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        let wal = self.path.with_file_name(format!("{DB_FILE}-wal"));
+        (size(&self.path), size(&wal))
     }
 
     /// Like [`Db::write`] without waiting for the answer; failures are logged.

@@ -3,6 +3,7 @@
 //! one failing job never takes the others of its batch down. Callers hear back after COMMIT.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -48,9 +49,13 @@ enum Msg {
     Shutdown(oneshot::Sender<()>),
 }
 
+/// Told how long each commit of a batch took (for the metrics).
+pub type CommitObserver = Arc<dyn Fn(Duration) + Send + Sync>;
+
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Msg>,
+    on_commit: Arc<OnceLock<CommitObserver>>,
 }
 
 fn busy() -> Error {
@@ -70,10 +75,12 @@ fn shutting_down() -> Error {
 impl Writer {
     pub fn start(conn: Connection, capacity: usize) -> Result<Writer> {
         let (tx, rx) = mpsc::channel(capacity.max(1));
+        let on_commit: Arc<OnceLock<CommitObserver>> = Arc::default();
+        let observer = Arc::clone(&on_commit);
         thread::Builder::new()
             .name("db-writer".into())
-            .spawn(move || run(conn, rx))?;
-        let writer = Writer { tx };
+            .spawn(move || run(conn, rx, &observer))?;
+        let writer = Writer { tx, on_commit };
         writer.start_ticker();
         Ok(writer)
     }
@@ -134,6 +141,35 @@ impl Writer {
         reply.await.map_err(|_| shutting_down())?
     }
 
+    /// Like [`Writer::submit`], but answers 503 at once when the queue is full instead of
+    /// waiting for room: for ingestion, where a client can retry and must never hang.
+    pub async fn try_submit<T, F>(&self, durability: Durability, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (msg, reply) = Self::job(durability, f);
+        self.tx.try_send(msg).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => Error::Unavailable {
+                message: "The server is busy; try again shortly".into(),
+                retry_after: 1,
+            },
+            mpsc::error::TrySendError::Closed(_) => shutting_down(),
+        })?;
+        reply.await.map_err(|_| shutting_down())?
+    }
+
+    /// Sets what hears of each batch's commit time (once; later calls are ignored).
+    pub fn observe_commits(&self, observer: CommitObserver) {
+        let _ = self.on_commit.set(observer);
+    }
+
+    /// Jobs waiting in the queue, and how many it holds at most.
+    pub fn queue(&self) -> (usize, usize) {
+        let max = self.tx.max_capacity();
+        (max - self.tx.capacity(), max)
+    }
+
     pub fn submit_detached<F>(&self, f: F)
     where
         F: FnOnce(&Connection) -> Result<()> + Send + 'static,
@@ -160,7 +196,7 @@ impl Writer {
     }
 }
 
-fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>) {
+fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>, on_commit: &OnceLock<CommitObserver>) {
     let mut last_sync = Instant::now();
     let mut dirty = false;
     while let Some(first) = rx.blocking_recv() {
@@ -180,7 +216,11 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>) {
             }
         }
         if !batch.is_empty() {
+            let started = Instant::now();
             commit_batch(&conn, batch);
+            if let Some(observe) = on_commit.get() {
+                observe(started.elapsed());
+            }
             dirty = true;
         }
         if let Some(done) = stop {

@@ -6,8 +6,11 @@
 
 pub mod bots;
 pub mod geo;
+pub mod input;
+pub mod pipeline;
 pub mod referrer;
 pub mod screen;
+pub mod sites;
 pub mod store;
 pub mod useragent;
 pub mod visitor;

@@ -2,11 +2,13 @@
 //! security headers and the access log, and the warp routes behind it.
 
 pub mod api;
+pub mod collect;
 pub mod pages;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
@@ -18,6 +20,7 @@ use tower_service::Service;
 use warp::Filter;
 
 use crate::app::App;
+use crate::metrics::{Gauges, Metrics};
 use crate::net::PeerAddr;
 
 /// Slow clients get this long to send their request headers, and an idle keep-alive
@@ -38,7 +41,9 @@ pub const CSP: &str =
 pub fn routes(
     app: App,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone {
-    api::filter(app.clone())
+    collect::filter(app.clone())
+        .or(api::filter(app.clone()))
+        .unify()
         .or(pages::filter(app))
         .unify()
         .recover(pages::not_found)
@@ -47,7 +52,55 @@ pub fn routes(
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish.
 pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-    let filter = routes(app);
+    let metrics = Arc::clone(&app.ingest.metrics);
+    serve_filter(routes(app), Some(metrics), listener, shutdown).await;
+}
+
+/// `GET /metrics` (SPEC 7.3), for the separate `--metrics-listen` address only.
+pub fn metrics_routes(
+    app: App,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone {
+    warp::path("metrics")
+        .and(warp::path::end())
+        .and(warp::get().or(warp::head()).unify())
+        .map(move || {
+            let (queue_depth, queue_capacity) = app.db.queue();
+            let (db_bytes, wal_bytes) = app.db.file_sizes();
+            let text = app.ingest.metrics.render(&Gauges {
+                queue_depth: queue_depth as u64,
+                queue_capacity: queue_capacity as u64,
+                db_bytes,
+                wal_bytes,
+            });
+            let mut resp = warp::reply::Response::new(text.into());
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+            );
+            resp.extensions_mut().insert(RouteTemplate("/metrics"));
+            resp
+        })
+        .recover(|_| async {
+            let mut resp = warp::reply::Response::new("Not found\n".into());
+            *resp.status_mut() = http::StatusCode::NOT_FOUND;
+            Ok::<_, Infallible>(resp)
+        })
+        .unify()
+}
+
+/// The accept loop around any set of routes; `metrics` hears of every request.
+pub async fn serve_filter<F>(
+    filter: F,
+    metrics: Option<Arc<Metrics>>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) where
+    F: Filter<Extract = (warp::reply::Response,), Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
@@ -72,14 +125,16 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
             () = &mut shutdown => break,
         };
         let svc = warp::service(filter.clone());
+        let metrics = metrics.clone();
         let conn_service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
             let started = Instant::now();
             let method = req.method().clone();
             req.extensions_mut().insert(PeerAddr(peer));
             let mut svc = svc.clone();
+            let metrics = metrics.clone();
             async move {
                 let Ok(mut resp) = svc.call(req).await;
-                finish(&mut resp, &method, started);
+                finish(&mut resp, &method, started, metrics.as_deref());
                 Ok::<_, Infallible>(resp)
             }
         });
@@ -112,7 +167,12 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
 
 /// Security headers on every response, and the access line. The line holds the method, the
 /// route template, the status and the duration: never a client address, header or query.
-fn finish(resp: &mut warp::reply::Response, method: &http::Method, started: Instant) {
+fn finish(
+    resp: &mut warp::reply::Response,
+    method: &http::Method,
+    started: Instant,
+    metrics: Option<&Metrics>,
+) {
     let is_html = resp
         .headers()
         .get(header::CONTENT_TYPE)
@@ -137,12 +197,16 @@ fn finish(resp: &mut warp::reply::Response, method: &http::Method, started: Inst
         .extensions()
         .get::<RouteTemplate>()
         .map_or("(unmatched)", |t| t.0);
+    let elapsed = started.elapsed();
+    if let Some(metrics) = metrics {
+        metrics.observe_request(route, resp.status().as_u16(), elapsed);
+    }
     tracing::info!(
         target: "jetrack::access",
         method = %method,
         route,
         status = resp.status().as_u16(),
-        ms = format_args!("{:.1}", started.elapsed().as_secs_f64() * 1000.0),
+        ms = format_args!("{:.1}", elapsed.as_secs_f64() * 1000.0),
         "request"
     );
 }

@@ -10,6 +10,7 @@ mod account;
 mod auth;
 pub mod body;
 pub mod caller;
+mod events;
 mod keys;
 pub mod openapi;
 mod websites;
@@ -206,6 +207,10 @@ pub fn table() -> Vec<Route> {
             .data(schema::website),
         Route::new(M::DELETE, "/websites/{id}", Account, "Delete a website and its data", h!(websites::delete))
             .data(schema::deleted),
+        Route::new(M::POST, "/websites/{id}/events", Account, "Send server-side or historical events", h!(events::import))
+            .describe("For backends that track server-side and for importing history. Needs a `full` key (or a session with CSRF). Body at most 1 MiB with 1 to 1,000 events; each is checked on its own: the valid ones are stored and every other one is listed in `dropped` with its index and the reason (a validation problem, or `bot`, `hostname`, `spam`, `quota`). The answer comes after the accepted events are committed. Each event needs `timestamp` (ISO-8601, at most 5 minutes ahead) and `visitorId` (any stable string of at most 200 characters), or else `ip` and `userAgent` (neither is stored). `hostname`, `country`, `browser`, `os`, `device` and `screen` may be set directly; otherwise they are worked out from `url`, `ip`, `userAgent` and `screenWidth`. Events may arrive in any order and in many requests: sessions follow the 30-minute rule whatever the order. A request repeated with the same `Idempotency-Key` header within 24 hours gets the first answer and stores nothing more.")
+            .body(schema::events_body)
+            .data(schema::events_answer),
     ]
 }
 
@@ -339,12 +344,17 @@ impl Ctx {
 
     /// The request body as a JSON object, at most `body::JSON_LIMIT` bytes.
     pub async fn json_object(&mut self) -> Result<body::Fields> {
+        let bytes = self.bytes(body::JSON_LIMIT).await?;
+        body::Fields::parse(&bytes)
+    }
+
+    /// The raw request body, at most `limit` bytes.
+    pub async fn bytes(&mut self, limit: usize) -> Result<Bytes> {
         let stream = self
             .body
             .take()
             .ok_or_else(|| Error::Internal("body read twice".into()))?;
-        let bytes = body::read_limited(&self.headers, stream, body::JSON_LIMIT).await?;
-        body::Fields::parse(&bytes)
+        body::read_limited(&self.headers, stream, limit).await
     }
 }
 
@@ -385,7 +395,7 @@ pub fn filter(app: App) -> impl Filter<Extract = (Response,), Error = warp::Reje
         )
 }
 
-fn boxed_body<S, B>(stream: S) -> BodyStream
+pub(crate) fn boxed_body<S, B>(stream: S) -> BodyStream
 where
     S: Stream<Item = std::result::Result<B, warp::Error>> + Send + 'static,
     B: bytes::Buf,

@@ -74,6 +74,11 @@ fn operation(route: &Route) -> Value {
         .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
         .collect();
     params.extend(route.query.iter().map(|q| query_param(q)));
+    if route.path == "/websites/{id}/events" {
+        params.push(json!({"name": "Idempotency-Key", "in": "header", "required": false,
+            "description": "Repeating a request with the same key within 24 hours returns the first answer and stores nothing more.",
+            "schema": {"type": "string", "minLength": 1, "maxLength": 200}}));
+    }
     if !params.is_empty() {
         op.insert("parameters".into(), Value::Array(params));
     }
@@ -128,7 +133,12 @@ fn operation(route: &Route) -> Value {
         responses.insert("409".into(), error_response("Conflicts with what exists"));
     }
     if route.body.is_some() {
-        responses.insert("413".into(), error_response("Body over 64 KiB"));
+        let limit = if route.path == "/websites/{id}/events" {
+            "Body over 1 MiB"
+        } else {
+            "Body over 64 KiB"
+        };
+        responses.insert("413".into(), error_response(limit));
     }
     if route.changes_state() {
         responses.insert("503".into(), error_response("The server is shutting down"));
@@ -383,5 +393,45 @@ pub mod schema {
 
     pub fn deleted() -> Value {
         obj(json!({"id": {"type": "string"}, "deleted": {"const": true}}))
+    }
+
+    pub fn events_body() -> Value {
+        let text = |max: u32| json!({"type": ["string", "null"], "maxLength": max});
+        let event = json!({
+            "type": "object",
+            "required": ["type", "url", "timestamp"],
+            "properties": {
+                "type": {"enum": ["pageview", "event", "heartbeat"]},
+                "url": {"type": "string", "format": "uri", "maxLength": 2000, "description": "An absolute http(s) URL on the website's domain or a subdomain"},
+                "timestamp": {"type": "string", "format": "date-time", "description": "ISO-8601, at most 5 minutes in the future"},
+                "visitorId": {"type": ["string", "null"], "minLength": 1, "maxLength": 200, "description": "Any stable string naming the visitor; required unless ip and userAgent are given"},
+                "ip": {"type": ["string", "null"], "description": "The visitor's address, for the visitor id and the country; never stored"},
+                "userAgent": {"type": ["string", "null"], "description": "For the visitor id, bot filtering, browser, OS and device; never stored"},
+                "referrer": {"type": ["string", "null"]},
+                "screenWidth": {"type": ["integer", "null"]},
+                "language": text(35),
+                "name": {"type": ["string", "null"], "maxLength": 120, "description": "Required for type event"},
+                "props": {"type": ["object", "null"], "maxProperties": 30,
+                          "additionalProperties": {"type": ["string", "number", "boolean"]}},
+                "hostname": text(100),
+                "country": {"type": ["string", "null"], "description": "ISO 3166-1 alpha-2"},
+                "browser": text(100),
+                "os": text(100),
+                "device": {"enum": ["desktop", "mobile", "tablet", null]},
+                "screen": {"enum": ["xs", "sm", "md", "lg", "xl", null]}
+            }
+        });
+        json!({"type": "object", "required": ["events"], "additionalProperties": false,
+               "properties": {"events": {"type": "array", "minItems": 1, "maxItems": 1000, "items": event}}})
+    }
+
+    pub fn events_answer() -> Value {
+        obj(json!({
+            "accepted": {"type": "integer", "description": "Events stored"},
+            "dropped": list(obj(json!({
+                "index": {"type": "integer", "description": "Position in the request's events"},
+                "reason": {"type": "string", "description": "bot, hostname, spam, quota, or what is wrong with the event"}
+            })))
+        }))
     }
 }

@@ -82,6 +82,7 @@ pub async fn create(mut ctx: Ctx) -> Result<Answer> {
             websites::add(c, &account, new, Some(ip), now)
         })
         .await?;
+    ctx.app.ingest.sites.clear();
     Answer::with_status(StatusCode::CREATED, site.view(&ctx.app.config.public_url))
 }
 
@@ -122,6 +123,7 @@ pub async fn update(mut ctx: Ctx) -> Result<Answer> {
             websites::update(c, site, change)
         })
         .await?;
+    ctx.app.ingest.sites.clear();
     Answer::ok(site.view(&ctx.app.config.public_url))
 }
 
@@ -139,5 +141,6 @@ pub async fn delete(ctx: Ctx) -> Result<Answer> {
             Ok(site.id)
         })
         .await?;
+    ctx.app.ingest.sites.clear();
     Answer::ok(json!({"id": id, "deleted": true}))
 }
