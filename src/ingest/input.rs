@@ -105,8 +105,12 @@ pub fn read_common(r: &mut Reader<'_>) -> Option<Common> {
                 None
             }
         });
-    // A referrer of any form is kept as what can be read of it, never refused (SPEC 3.2).
-    let referrer = r.string("referrer").map(str::to_string);
+    // A referrer of any form is kept as what can be read of it, never refused (SPEC 3.2):
+    // one that is not even a string counts as direct.
+    let referrer = match r.map.get("referrer") {
+        Some(Value::String(s)) => Some(s.clone()),
+        _ => None,
+    };
     let screen_width = r.integer("screenWidth");
     let language = r
         .string("language")
@@ -317,6 +321,12 @@ mod tests {
         assert_eq!(c.screen_width, Some(1440));
         assert_eq!(c.language.as_deref(), Some("en-US"));
         assert_eq!(c.name, None);
+        let odd = read(json!({"type": "pageview", "url": "https://example.com/", "referrer": 123}));
+        assert_eq!(
+            odd.unwrap().referrer,
+            None,
+            "never refused for its referrer"
+        );
     }
 
     #[test]
