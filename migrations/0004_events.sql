@@ -84,6 +84,7 @@ CREATE TABLE idempotency (
     site       INTEGER NOT NULL REFERENCES sites(num) ON DELETE CASCADE,
     key        TEXT NOT NULL,
     created_at INTEGER NOT NULL,
+    body_hash  BLOB NOT NULL,                       -- SHA-256 of the first request's body
     answer     TEXT NOT NULL,                       -- the JSON data of the first answer
     PRIMARY KEY (site, key)
 ) WITHOUT ROWID;

@@ -648,6 +648,26 @@ fn a_repeated_idempotency_key_returns_the_first_answer_and_stores_nothing_more()
     assert_eq!((status, &replay["data"]), (200, &first_answer));
     assert_eq!(snapshot(&sb), before);
 
+    // The key with another body: 409, and nothing stored (a reused key must not silently
+    // swallow other events).
+    let before = snapshot(&sb);
+    let (status, conflict) = import_raw(
+        &server,
+        &key,
+        &site,
+        three_events("one.example").replace("/a\"", "/other\""),
+        Some("order-42"),
+    );
+    assert_eq!(status, 409, "{conflict}");
+    assert!(
+        conflict["meta"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("different body"),
+        "{conflict}"
+    );
+    assert_eq!(snapshot(&sb), before);
+
     // A wholly malformed request is not remembered: the key still works for a good body.
     let (status, bad) = import_raw(&server, &key, &site, "{\"events\": []}", Some("order-44"));
     assert_eq!(status, 400, "{bad}");
@@ -883,6 +903,10 @@ fn each_invalid_event_is_reported_with_its_index_and_the_valid_ones_are_stored()
         ),
         /* 13: within the 5 minutes a clock may be ahead */
         ok("/soon", &iso(now + 4 * MIN)),
+        /* 14: a typo is reported, not ignored */
+        with(ok("/x", at), "tyep", json!("pageview")),
+        /* 15: a given hostname must be the site's too */
+        with(ok("/x", at), "hostname", json!("evil.other")),
     ];
     let (status, body) = import(&server, &key, &site, &json!({ "events": events }));
     assert_eq!(status, 200, "{body}");
@@ -899,6 +923,8 @@ fn each_invalid_event_is_reported_with_its_index_and_the_valid_ones_are_stored()
             {"index": 9, "reason": "events[9].country: must be an ISO 3166-1 alpha-2 code"},
             {"index": 10, "reason": "events[10].device: must be desktop, mobile or tablet"},
             {"index": 11, "reason": "events[11].screen: must be xs, sm, md, lg or xl"},
+            {"index": 14, "reason": "events[14].tyep: unknown field"},
+            {"index": 15, "reason": "hostname"},
         ]})
     );
     let paths: Vec<(i64, String)> = pageviews(&sb).into_iter().map(|p| (p.at, p.path)).collect();

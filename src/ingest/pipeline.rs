@@ -18,6 +18,7 @@ use governor::{Quota, RateLimiter};
 use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::geo::{GeoIp, normalize_country};
@@ -38,6 +39,26 @@ pub const IMPORT_LIMIT: usize = 1024 * 1024;
 pub const MAX_IMPORT_EVENTS: usize = 1_000;
 /// An imported timestamp may be this far ahead of the server's clock.
 const MAX_FUTURE_MS: i64 = 5 * 60 * 1000;
+/// The fields an imported event may have (SPEC 3.5); a typo is reported, not ignored.
+const IMPORT_FIELDS: &[&str] = &[
+    "type",
+    "url",
+    "timestamp",
+    "visitorId",
+    "ip",
+    "userAgent",
+    "referrer",
+    "screenWidth",
+    "language",
+    "name",
+    "props",
+    "hostname",
+    "country",
+    "browser",
+    "os",
+    "device",
+    "screen",
+];
 /// `Idempotency-Key` answers are replayed this long.
 pub const IDEMPOTENCY_MS: i64 = 24 * 60 * 60 * 1000;
 
@@ -196,9 +217,10 @@ impl Ingest {
         idempotency_key: Option<String>,
     ) -> Result<ImportAnswer> {
         let events = read_import(body)?;
+        let body_hash: [u8; 32] = Sha256::digest(body).into();
         if let Some(key) = &idempotency_key {
             let (num, key) = (site.num, key.clone());
-            if let Some(answer) = db.read(move |c| replay(c, num, &key)).await? {
+            if let Some(answer) = db.read(move |c| replay(c, num, &key, &body_hash)).await? {
                 return Ok(answer);
             }
         }
@@ -231,19 +253,21 @@ impl Ingest {
             .try_write(Durability::Normal, move |c| {
                 if let Some(key) = &idempotency_key {
                     // A twin request may have committed while this one was checked.
-                    if let Some(first) = replay(c, num, key)? {
+                    if let Some(first) = replay(c, num, key, &body_hash)? {
                         return Ok(Some(first));
                     }
                 }
                 store.record(c, &activities)?;
                 if let Some(key) = &idempotency_key {
                     c.prepare_cached(
-                        "INSERT INTO idempotency (site, key, created_at, answer) VALUES (?1, ?2, ?3, ?4)",
+                        "INSERT OR REPLACE INTO idempotency (site, key, created_at, body_hash, answer)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
                     )?
                     .execute(rusqlite::params![
                         num,
                         key,
                         now,
+                        &body_hash[..],
                         serde_json::to_string(&saved).unwrap_or_default()
                     ])?;
                 }
@@ -286,6 +310,11 @@ impl Ingest {
             return Ok(Err(format!("events[{index}]: must be an object")));
         };
         let mut r = Reader::new(map, &prefix);
+        for field in map.keys() {
+            if !IMPORT_FIELDS.contains(&field.as_str()) {
+                r.error(field, "unknown field");
+            }
+        }
         let common = input::read_common(&mut r);
         let at = r
             .required_string("timestamp")
@@ -340,6 +369,9 @@ impl Ingest {
             Err(reason) => return Ok(Err(reason.as_str().into())),
         };
         if let Some(hostname) = &given.hostname {
+            if !super::referrer::host_matches(hostname, &site.domain) {
+                return Ok(Err(Drop::Hostname.as_str().into()));
+            }
             page.hostname.clone_from(hostname);
         }
         if common.kind == Kind::Pageview && !self.quotas.admit(db, &site.account_id).await? {
@@ -535,17 +567,32 @@ fn json_object(body: &[u8]) -> Result<Map<String, Value>> {
     }
 }
 
-/// The first answer to a repeated `Idempotency-Key`, while it is kept.
-fn replay(conn: &rusqlite::Connection, site: i64, key: &str) -> Result<Option<ImportAnswer>> {
+/// The first answer to a repeated `Idempotency-Key`, while it is kept; 409 when the key came
+/// with another body (a reused key would otherwise drop those events without a word).
+fn replay(
+    conn: &rusqlite::Connection,
+    site: i64,
+    key: &str,
+    body_hash: &[u8; 32],
+) -> Result<Option<ImportAnswer>> {
     use rusqlite::OptionalExtension;
     let since = crate::time::now_ms() - IDEMPOTENCY_MS;
-    let answer: Option<String> = conn
+    let found: Option<(Vec<u8>, String)> = conn
         .prepare_cached(
-            "SELECT answer FROM idempotency WHERE site = ?1 AND key = ?2 AND created_at > ?3",
+            "SELECT body_hash, answer FROM idempotency
+             WHERE site = ?1 AND key = ?2 AND created_at > ?3",
         )?
-        .query_row(rusqlite::params![site, key, since], |r| r.get(0))
+        .query_row(rusqlite::params![site, key, since], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .optional()?;
-    Ok(answer.and_then(|a| serde_json::from_str(&a).ok()))
+    match found {
+        None => Ok(None),
+        Some((hash, _)) if hash != body_hash[..] => Err(Error::Conflict(
+            "Idempotency-Key: already used in the last 24 hours with a different body".into(),
+        )),
+        Some((_, answer)) => Ok(serde_json::from_str(&answer).ok()),
+    }
 }
 
 /// Deletes idempotency answers older than 24 hours.

@@ -29,8 +29,8 @@ async fn read_all(headers: &HeaderMap, mut stream: BodyStream, limit: usize) -> 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        if declared.is_some_and(|n| n <= DRAIN_LIMIT as u64) {
-            drain(stream, DRAIN_LIMIT).await;
+        if declared.is_some_and(|n| n <= (limit + DRAIN_EXTRA) as u64) {
+            drain(stream, limit + DRAIN_EXTRA).await;
         }
         return Err(Error::PayloadTooLarge { limit });
     }
@@ -38,7 +38,11 @@ async fn read_all(headers: &HeaderMap, mut stream: BodyStream, limit: usize) -> 
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|_| Error::invalid("body: could not be read"))?;
         if buf.len() + chunk.len() > limit {
-            drain(stream, DRAIN_LIMIT.saturating_sub(buf.len() + chunk.len())).await;
+            drain(
+                stream,
+                (limit + DRAIN_EXTRA).saturating_sub(buf.len() + chunk.len()),
+            )
+            .await;
             return Err(Error::PayloadTooLarge { limit });
         }
         buf.extend_from_slice(&chunk);
@@ -46,8 +50,8 @@ async fn read_all(headers: &HeaderMap, mut stream: BodyStream, limit: usize) -> 
     Ok(buf.freeze())
 }
 
-/// How much of a too-large body is still read (and thrown away) before the 413 is sent.
-const DRAIN_LIMIT: usize = 1024 * 1024;
+/// How far past the limit a too-large body is still read (and thrown away) before the 413.
+const DRAIN_EXTRA: usize = 1024 * 1024;
 
 /// Reads and discards the rest of a body that is only somewhat too large, for at most a
 /// second. A server that answers and closes while the client is still sending makes the
