@@ -126,3 +126,27 @@ fn deleting_a_website_or_its_account_deletes_its_tracked_data() {
         (0, 0, 0, 0)
     );
 }
+
+#[test]
+fn a_website_deleted_from_the_shell_is_dropped_as_unknown_not_an_error() {
+    let sb = Sandbox::new();
+    let server = Server::start(&sb, &[]);
+    let session = server.setup(EMAIL);
+    let site = website(&server, &session, "example.com", "UTC");
+    let send = || {
+        collect(
+            &server,
+            &pageview(&site, "https://example.com/"),
+            "198.51.100.7",
+            CHROME,
+        )
+    };
+    // The first pageview puts the website in the server's cache.
+    let resp = send();
+    assert_eq!((resp.status().as_u16(), dropped(&resp)), (202, None));
+    assert_success(&run(&sb, &["users", "remove", "--email", EMAIL]));
+    let resp = send();
+    assert_eq!(resp.status(), 202);
+    assert_eq!(dropped(&resp).as_deref(), Some("unknown-website"));
+    assert_eq!(count(&sb, "pageviews"), 0);
+}

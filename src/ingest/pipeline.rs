@@ -203,8 +203,15 @@ impl Ingest {
         if written.is_err() && common.kind == Kind::Pageview {
             self.quotas.give_back(&site.account_id);
         }
-        written?;
-        Ok(Outcome::Stored(common.kind))
+        match written {
+            Ok(()) => Ok(Outcome::Stored(common.kind)),
+            // Deleted (from the shell) while still in the cache.
+            Err(e) if is_foreign_key_failure(&e) => {
+                self.sites.clear();
+                Ok(Outcome::Dropped(Drop::UnknownWebsite))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// `POST /websites/{id}/events`: `body` is the whole request body. Each event is checked
@@ -507,6 +514,11 @@ fn activity(
         name: common.name.clone(),
         props: common.props.clone(),
     }
+}
+
+fn is_foreign_key_failure(e: &Error) -> bool {
+    matches!(e, Error::Db(rusqlite::Error::SqliteFailure(f, _))
+        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY)
 }
 
 /// Reads a collect body: the shared fields plus `websiteId` and `visitorId`.
