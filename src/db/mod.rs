@@ -92,6 +92,8 @@ impl Db {
             .max_size(READERS)
             .min_idle(Some(1))
             .build(manager)?;
+        // The writer revisits the same index pages all the time: keep more of them at hand.
+        conn.execute_batch("PRAGMA cache_size = -32768")?;
         let writer = writer::Writer::start(conn, queue_capacity)?;
         Ok(Db { pool, writer, path })
     }
@@ -132,6 +134,15 @@ impl Db {
     /// Sets what hears of each write batch's commit time.
     pub fn observe_commits(&self, observer: writer::CommitObserver) {
         self.writer.observe_commits(observer);
+    }
+
+    /// Like [`Db::try_write`] for a small job that may be run twice (see
+    /// `writer::Writer::try_submit_light`): many of them share one savepoint.
+    pub async fn try_write_light<F>(&self, f: F) -> Result<()>
+    where
+        F: FnMut(&Connection) -> Result<()> + Send + 'static,
+    {
+        self.writer.try_submit_light(f).await
     }
 
     /// Jobs waiting for the writer, and the queue's capacity.

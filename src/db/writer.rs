@@ -2,7 +2,7 @@
 //! soon as its previous commit finishes (group commit). Each job runs in its own savepoint, so
 //! one failing job never takes the others of its batch down. Callers hear back after COMMIT.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -43,9 +43,14 @@ type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
 /// not start); says whether it succeeded and how to answer its caller.
 type Run = Box<dyn FnOnce(Option<&Connection>) -> (bool, Reply) + Send>;
 
+/// A job that can run again: light jobs of a batch run together in one savepoint and, only
+/// when one of them fails, again one by one (ingestion: one savepoint per event costs more
+/// than the event).
+type LightRun = Box<dyn FnMut(&Connection) -> Result<()> + Send>;
+
 enum Msg {
     Job { durability: Durability, run: Run },
-    Tick,
+    Light { run: LightRun, reply: oneshot::Sender<Result<()>> },
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -77,30 +82,25 @@ impl Writer {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let on_commit: Arc<OnceLock<CommitObserver>> = Arc::default();
         let observer = Arc::clone(&on_commit);
+        // Checkpoints (and their fsyncs) happen beside the writer, never inside a commit.
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let commits = Arc::new(AtomicU64::new(0));
+        if let Some(path) = conn.path().filter(|p| !p.is_empty()) {
+            let checkpoints = Connection::open(path)?;
+            super::configure(&checkpoints)?;
+            let (stop, commits) = (Arc::clone(&stop), Arc::clone(&commits));
+            thread::Builder::new()
+                .name("db-checkpoint".into())
+                .spawn(move || checkpointer(&checkpoints, &stop, &commits))?;
+        }
         thread::Builder::new()
             .name("db-writer".into())
-            .spawn(move || run(conn, rx, &observer))?;
-        let writer = Writer { tx, on_commit };
-        writer.start_ticker();
-        Ok(writer)
-    }
-
-    /// Wakes the writer every second so that a quiet database still gets its sync.
-    fn start_ticker(&self) {
-        let tx = self.tx.downgrade();
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        handle.spawn(async move {
-            let mut every = tokio::time::interval(SYNC_EVERY);
-            loop {
-                every.tick().await;
-                let Some(tx) = tx.upgrade() else { return };
-                if tx.try_send(Msg::Tick).is_err() && tx.is_closed() {
-                    return;
-                }
-            }
-        });
+            .spawn(move || {
+                run(conn, rx, &observer, &commits);
+                stop.store(true, Ordering::Release);
+            })?;
+        Ok(Writer { tx, on_commit })
     }
 
     fn job<T, F>(durability: Durability, f: F) -> (Msg, oneshot::Receiver<Result<T>>)
@@ -164,6 +164,27 @@ impl Writer {
         let _ = self.on_commit.set(observer);
     }
 
+    /// A light job (see [`LightRun`]) with `synchronous = NORMAL`; answers 503 at once when
+    /// the queue is full. `f` may run twice, so it must not have effects outside the database.
+    pub async fn try_submit_light<F>(&self, f: F) -> Result<()>
+    where
+        F: FnMut(&Connection) -> Result<()> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let msg = Msg::Light {
+            run: Box::new(f),
+            reply,
+        };
+        self.tx.try_send(msg).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => Error::Unavailable {
+                message: "The server is busy; try again shortly".into(),
+                retry_after: 1,
+            },
+            mpsc::error::TrySendError::Closed(_) => shutting_down(),
+        })?;
+        answer.await.map_err(|_| shutting_down())?
+    }
+
     /// Jobs waiting in the queue, and how many it holds at most.
     pub fn queue(&self) -> (usize, usize) {
         let max = self.tx.max_capacity();
@@ -196,56 +217,94 @@ impl Writer {
     }
 }
 
-fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>, on_commit: &OnceLock<CommitObserver>) {
-    let mut last_sync = Instant::now();
-    let mut dirty = false;
-    while let Some(first) = rx.blocking_recv() {
-        let mut batch = Vec::new();
-        let mut stop = None;
-        match first {
-            Msg::Job { durability, run } => batch.push((durability, run)),
-            Msg::Tick => {}
-            Msg::Shutdown(done) => stop = Some(done),
+/// What the writer takes from the queue at once.
+#[derive(Default)]
+struct Batch {
+    jobs: Vec<(Durability, Run)>,
+    light: Vec<(LightRun, oneshot::Sender<Result<()>>)>,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.jobs.len() + self.light.len()
+    }
+
+    /// Takes a message; returns the shutdown request if it is one.
+    fn take(&mut self, msg: Msg) -> Option<oneshot::Sender<()>> {
+        match msg {
+            Msg::Job { durability, run } => self.jobs.push((durability, run)),
+            Msg::Light { run, reply } => self.light.push((run, reply)),
+            Msg::Shutdown(done) => return Some(done),
         }
+        None
+    }
+}
+
+fn run(
+    conn: Connection,
+    mut rx: mpsc::Receiver<Msg>,
+    on_commit: &OnceLock<CommitObserver>,
+    commits: &AtomicU64,
+) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = Batch::default();
+        let mut stop = batch.take(first);
         while stop.is_none() && batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(Msg::Job { durability, run }) => batch.push((durability, run)),
-                Ok(Msg::Tick) => {}
-                Ok(Msg::Shutdown(done)) => stop = Some(done),
+                Ok(msg) => stop = batch.take(msg),
                 Err(_) => break,
             }
         }
-        if !batch.is_empty() {
+        if batch.len() > 0 {
             let started = Instant::now();
             commit_batch(&conn, batch);
             if let Some(observe) = on_commit.get() {
                 observe(started.elapsed());
             }
-            dirty = true;
+            commits.fetch_add(1, Ordering::AcqRel);
         }
         if let Some(done) = stop {
             // Answer what raced in behind the shutdown, then close the queue for good.
             rx.close();
-            let mut rest = Vec::new();
+            let mut rest = Batch::default();
             while let Ok(msg) = rx.try_recv() {
-                if let Msg::Job { durability, run } = msg {
-                    rest.push((durability, run));
-                }
+                rest.take(msg);
             }
-            if !rest.is_empty() {
+            if rest.len() > 0 {
                 commit_batch(&conn, rest);
             }
             checkpoint(&conn);
             let _ = done.send(());
             return;
         }
-        if dirty && last_sync.elapsed() >= SYNC_EVERY {
-            checkpoint(&conn);
-            dirty = false;
-            last_sync = Instant::now();
-        }
     }
     checkpoint(&conn);
+}
+
+/// WAL size past which a checkpoint runs before its second is up (SQLite's own default).
+const CHECKPOINT_BYTES: u64 = 1000 * 4096;
+const CHECKPOINT_POLL: Duration = Duration::from_millis(100);
+
+/// The checkpoint thread: after commits, every second, and every 100 ms while the WAL is
+/// over [`CHECKPOINT_BYTES`], copies what it can of the WAL into the database and syncs the
+/// WAL, on its own connection, so that the writer never waits for it.
+fn checkpointer(conn: &Connection, stop: &AtomicBool, commits: &AtomicU64) {
+    let wal = conn.path().map(|p| format!("{p}-wal")).unwrap_or_default();
+    let mut last = Instant::now();
+    let mut synced = commits.load(Ordering::Acquire);
+    while !stop.load(Ordering::Acquire) {
+        thread::sleep(CHECKPOINT_POLL);
+        let now = commits.load(Ordering::Acquire);
+        if now == synced {
+            continue;
+        }
+        let big = std::fs::metadata(&wal).is_ok_and(|m| m.len() >= CHECKPOINT_BYTES);
+        if big || last.elapsed() >= SYNC_EVERY {
+            checkpoint(conn);
+            last = Instant::now();
+            synced = now;
+        }
+    }
 }
 
 /// Bounds what a power loss can take to about a second: a passive checkpoint copies what it
@@ -263,44 +322,64 @@ fn checkpoint(conn: &Connection) {
     }
 }
 
-fn commit_batch(conn: &Connection, batch: Vec<(Durability, Run)>) {
-    let durable = batch.iter().any(|(d, _)| *d == Durability::Full);
+/// Runs a statement without parsing it again each time.
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+/// Runs `f` in its own savepoint: undone alone when it fails. `Err` only when the savepoint
+/// itself could not be handled (the transaction cannot go on).
+fn in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce() -> (bool, T),
+) -> std::result::Result<T, String> {
+    exec(conn, "SAVEPOINT job").map_err(|e| e.to_string())?;
+    let (ok, value) = f();
+    let end = if ok {
+        exec(conn, "RELEASE job")
+    } else {
+        exec(conn, "ROLLBACK TO job").and_then(|()| exec(conn, "RELEASE job"))
+    };
+    end.map_err(|e| e.to_string())?;
+    Ok(value)
+}
+
+fn commit_batch(conn: &Connection, batch: Batch) {
+    let durable = batch.jobs.iter().any(|(d, _)| *d == Durability::Full);
     if durable {
         let _ = conn.execute_batch("PRAGMA synchronous = FULL");
     }
-    let mut replies = Vec::with_capacity(batch.len());
-    let mut failure: Option<String> = conn
-        .execute_batch("BEGIN IMMEDIATE")
-        .err()
-        .map(|e| e.to_string());
-    for (_, run) in batch {
+    let mut replies = Vec::with_capacity(batch.jobs.len());
+    let mut failure: Option<String> = exec(conn, "BEGIN IMMEDIATE").err().map(|e| e.to_string());
+    for (_, run) in batch.jobs {
         if failure.is_some() {
             // Every caller hears back, also when the batch cannot go on.
             replies.push(run(None).1);
             continue;
         }
-        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
-            failure = Some(e.to_string());
-            replies.push(run(None).1);
-            continue;
+        match in_savepoint(conn, || run(Some(conn))) {
+            Ok(reply) => replies.push(reply),
+            Err(e) => {
+                failure = Some(e);
+                // The job ran; its answer is replaced by the batch's failure below.
+                replies.push(Box::new(|_| {}));
+            }
         }
-        let (ok, reply) = run(Some(conn));
-        let end = if ok {
-            conn.execute_batch("RELEASE job")
-        } else {
-            conn.execute_batch("ROLLBACK TO job; RELEASE job")
-        };
-        if let Err(e) = end {
-            failure = Some(e.to_string());
+    }
+    let mut light = batch.light;
+    let mut outcomes: Vec<Result<()>> = Vec::with_capacity(light.len());
+    if failure.is_none() && !light.is_empty() {
+        match run_light(conn, &mut light) {
+            Ok(results) => outcomes = results,
+            Err(e) => failure = Some(e),
         }
-        replies.push(reply);
     }
     let commit = match failure {
         Some(e) => Err(e),
-        None => conn.execute_batch("COMMIT").map_err(|e| e.to_string()),
+        None => exec(conn, "COMMIT").map_err(|e| e.to_string()),
     };
     if let Err(e) = &commit {
-        tracing::error!(error = %e, jobs = replies.len(), "write batch rolled back");
+        tracing::error!(error = %e, jobs = replies.len() + light.len(), "write batch rolled back");
         let _ = conn.execute_batch("ROLLBACK");
         note_rollback();
     }
@@ -308,6 +387,51 @@ fn commit_batch(conn: &Connection, batch: Vec<(Durability, Run)>) {
     for reply in replies {
         reply(commit.clone());
     }
+    let mut outcomes = outcomes.into_iter();
+    for (_, reply) in light {
+        let answer = match (&commit, outcomes.next()) {
+            (Ok(()), Some(outcome)) => outcome,
+            _ => Err(busy()),
+        };
+        let _ = reply.send(answer);
+    }
+}
+
+/// Runs the light jobs together in one savepoint. Should one fail, they are all undone and
+/// run again one savepoint each, so that only the failing one is left out.
+fn run_light(
+    conn: &Connection,
+    light: &mut [(LightRun, oneshot::Sender<Result<()>>)],
+) -> std::result::Result<Vec<Result<()>>, String> {
+    exec(conn, "SAVEPOINT light").map_err(|e| e.to_string())?;
+    let mut failed = false;
+    for (run, _) in light.iter_mut() {
+        if run(conn).is_err() {
+            failed = true;
+            break;
+        }
+    }
+    if !failed {
+        exec(conn, "RELEASE light").map_err(|e| e.to_string())?;
+        return Ok(light.iter().map(|_| Ok(())).collect());
+    }
+    exec(conn, "ROLLBACK TO light")
+        .and_then(|()| exec(conn, "RELEASE light"))
+        .map_err(|e| e.to_string())?;
+    // Caches of what the undone jobs wrote are now wrong.
+    note_rollback();
+    let mut results = Vec::with_capacity(light.len());
+    for (run, _) in light.iter_mut() {
+        let outcome = in_savepoint(conn, || {
+            let r = run(conn);
+            (r.is_ok(), r)
+        })?;
+        if outcome.is_err() {
+            note_rollback();
+        }
+        results.push(outcome);
+    }
+    Ok(results)
 }
 
 fn restore_sync(conn: &Connection, durable: bool) {
@@ -357,6 +481,35 @@ mod tests {
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 3);
+    }
+
+    #[tokio::test]
+    async fn a_failing_light_job_leaves_out_only_itself() {
+        let (_dir, w, path) = writer();
+        let mut handles = Vec::new();
+        for v in [1, 2, 2, 3, 4] {
+            let w = w.clone();
+            handles.push(tokio::spawn(async move {
+                w.try_submit_light(move |c| {
+                    c.execute("INSERT INTO t (v) VALUES (?1)", [v])?;
+                    Ok(())
+                })
+                .await
+            }));
+        }
+        let mut failures = 0;
+        for h in handles {
+            if h.await.unwrap().is_err() {
+                failures += 1;
+            }
+        }
+        assert_eq!(failures, 1, "only the duplicate fails");
+        w.shutdown().await;
+        let conn = Connection::open(&path).unwrap();
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 4);
     }
 
     #[tokio::test]

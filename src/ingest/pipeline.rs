@@ -198,7 +198,7 @@ impl Ingest {
         );
         let store = Arc::clone(&self.store);
         let written = db
-            .try_write(Durability::Normal, move |c| store.record(c, &[activity]))
+            .try_write_light(move |c| store.record(c, std::slice::from_ref(&activity)))
             .await;
         if written.is_err() && common.kind == Kind::Pageview {
             self.quotas.give_back(&site.account_id);

@@ -214,18 +214,27 @@ fn visit_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Visit> {
 }
 
 /// The visits of `visitor` on `site` that an activity at `at` continues, earliest first.
+///
+/// A visitor's visits are separated by gaps of at least [`VISIT_GAP_MS`], so at most two of
+/// them come within that distance of one time (the one before it and the one after it), and
+/// they are the last two to start before `at + gap`.
 fn visits_near(conn: &Connection, site: i64, visitor: i64, at: i64) -> Result<Vec<Visit>> {
     let sql = format!(
         "SELECT {VISIT_COLUMNS} FROM visits
-         WHERE site = ?1 AND visitor = ?2 AND last_at > ?3 AND first_at < ?4
-         ORDER BY first_at, id"
+         WHERE site = ?1 AND visitor = ?2 AND first_at < ?3
+         ORDER BY first_at DESC LIMIT 2"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(
-        params![site, visitor, at - VISIT_GAP_MS, at + VISIT_GAP_MS],
-        visit_from_row,
-    )?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    let rows = stmt.query_map(params![site, visitor, at + VISIT_GAP_MS], visit_from_row)?;
+    let mut near = Vec::with_capacity(2);
+    for visit in rows {
+        let visit = visit?;
+        if visit.last_at > at - VISIT_GAP_MS {
+            near.push(visit);
+        }
+    }
+    near.reverse();
+    Ok(near)
 }
 
 fn record_one(conn: &Connection, state: &mut State, a: &Activity) -> Result<()> {
@@ -241,8 +250,11 @@ fn record_one(conn: &Connection, state: &mut State, a: &Activity) -> Result<()> 
             near = earlier;
         }
     }
-    let ids = attr_ids(conn, state, &a.attrs)?;
-    let path = state.string(conn, &a.path)?;
+    // Only a pageview's path is stored (heartbeats and events name the visit, not a page).
+    let path = match a.kind {
+        Kind::Pageview => state.string(conn, &a.path)?,
+        Kind::Event | Kind::Heartbeat => 0,
+    };
 
     let mut iter = near.into_iter();
     let (mut visit, is_new) = match iter.next() {
@@ -253,7 +265,6 @@ fn record_one(conn: &Connection, state: &mut State, a: &Activity) -> Result<()> 
                 visitor,
                 first_at: a.at,
                 last_at: a.at,
-                attrs: ids.clone(),
                 ..Visit::default()
             },
             true,
@@ -263,7 +274,19 @@ fn record_one(conn: &Connection, state: &mut State, a: &Activity) -> Result<()> 
     for other in iter {
         merge(conn, a.site, &mut visit, other)?;
     }
-    apply(&mut visit, a, path, &ids);
+    // The attributes' string numbers, only when this activity describes the visit.
+    let describes = match a.kind {
+        Kind::Pageview => visit.pv_first_at.is_none_or(|t| a.at < t),
+        Kind::Event | Kind::Heartbeat => {
+            visit.pv_first_at.is_none() && (is_new || a.at < visit.first_at)
+        }
+    };
+    let ids = if describes {
+        Some(attr_ids(conn, state, &a.attrs)?)
+    } else {
+        None
+    };
+    apply(&mut visit, a, path, ids);
 
     if is_new {
         insert_visit(conn, a.site, &mut visit)?;
@@ -315,33 +338,29 @@ fn attr_ids(conn: &Connection, state: &mut State, attrs: &Attrs) -> Result<AttrI
     })
 }
 
-/// Adds one activity to a visit in memory.
-fn apply(visit: &mut Visit, a: &Activity, path: i64, ids: &AttrIds) {
-    let earliest = a.at < visit.first_at;
+/// Adds one activity to a visit in memory; `describing`: the activity's attributes when it
+/// becomes the one the visit describes (its first pageview, or its first activity while it
+/// has no pageview).
+fn apply(visit: &mut Visit, a: &Activity, path: i64, describing: Option<AttrIds>) {
     visit.first_at = visit.first_at.min(a.at);
     visit.last_at = visit.last_at.max(a.at);
+    if let Some(ids) = describing {
+        visit.attrs = ids;
+    }
     match a.kind {
         Kind::Pageview => {
             visit.pageviews += 1;
             if visit.pv_first_at.is_none_or(|t| a.at < t) {
                 visit.pv_first_at = Some(a.at);
                 visit.entry = Some(path);
-                visit.attrs = ids.clone();
             }
             if visit.pv_last_at.is_none_or(|t| a.at >= t) {
                 visit.pv_last_at = Some(a.at);
                 visit.exit = Some(path);
             }
         }
-        Kind::Event | Kind::Heartbeat => {
-            if a.kind == Kind::Event {
-                visit.events += 1;
-            }
-            // Until it has a pageview, a visit describes its first activity.
-            if visit.pv_first_at.is_none() && earliest {
-                visit.attrs = ids.clone();
-            }
-        }
+        Kind::Event => visit.events += 1,
+        Kind::Heartbeat => {}
     }
 }
 

@@ -124,6 +124,9 @@ pub async fn serve_filter<F>(
             },
             () = &mut shutdown => break,
         };
+        // Answers are small and go out at once: without this, Nagle's algorithm and the
+        // client's delayed ACK can hold a response back for tens of milliseconds.
+        let _ = stream.set_nodelay(true);
         let svc = warp::service(filter.clone());
         let metrics = metrics.clone();
         let conn_service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
