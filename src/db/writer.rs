@@ -49,8 +49,14 @@ type Run = Box<dyn FnOnce(Option<&Connection>) -> (bool, Reply) + Send>;
 type LightRun = Box<dyn FnMut(&Connection) -> Result<()> + Send>;
 
 enum Msg {
-    Job { durability: Durability, run: Run },
-    Light { run: LightRun, reply: oneshot::Sender<Result<()>> },
+    Job {
+        durability: Durability,
+        run: Run,
+    },
+    Light {
+        run: LightRun,
+        reply: oneshot::Sender<Result<()>>,
+    },
     Shutdown(oneshot::Sender<()>),
 }
 
