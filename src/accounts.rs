@@ -254,6 +254,15 @@ pub fn set_password_hash(conn: &Connection, id: &str, hash: &str) -> Result<()> 
     Ok(())
 }
 
+/// The account's monthly pageview limit (`None`: unlimited, or no such account).
+pub fn pageview_limit(conn: &Connection, account_id: &str) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached("SELECT limit_pageviews_per_month FROM accounts WHERE id = ?1")?
+        .query_row([account_id], |r| r.get::<_, Option<i64>>(0))
+        .optional()?
+        .flatten())
+}
+
 /// Pageviews of the account's websites whose own timestamp is in `[start, end)`: one range
 /// of the `(site, at)` key per website.
 pub fn pageviews_between(conn: &Connection, account_id: &str, start: i64, end: i64) -> Result<i64> {

@@ -665,11 +665,7 @@ impl Quotas {
                 let id = account_id.to_string();
                 let (limit, used) = db
                     .read(move |c| {
-                        let limit: Option<i64> = c.query_row(
-                            "SELECT limit_pageviews_per_month FROM accounts WHERE id = ?1",
-                            [&id],
-                            |r| r.get(0),
-                        )?;
+                        let limit = crate::accounts::pageview_limit(c, &id)?;
                         let used = match limit {
                             Some(_) => {
                                 crate::accounts::pageviews_between(c, &id, month_start, month_end)?
