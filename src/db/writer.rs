@@ -92,19 +92,31 @@ impl Writer {
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
         let stop = Arc::new(AtomicBool::new(false));
         let commits = Arc::new(AtomicU64::new(0));
+        let mut side = None;
         if let Some(path) = conn.path().filter(|p| !p.is_empty()) {
             let checkpoints = Connection::open(path)?;
             super::configure(&checkpoints)?;
             let (stop, commits) = (Arc::clone(&stop), Arc::clone(&commits));
-            thread::Builder::new()
-                .name("db-checkpoint".into())
-                .spawn(move || checkpointer(&checkpoints, &stop, &commits))?;
+            side = Some(
+                thread::Builder::new()
+                    .name("db-checkpoint".into())
+                    .spawn(move || checkpointer(&checkpoints, &stop, &commits))?,
+            );
         }
         thread::Builder::new()
             .name("db-writer".into())
             .spawn(move || {
-                run(conn, rx, &observer, &commits);
+                let last = run(&conn, rx, &observer, &commits);
+                // The checkpoint thread first, so that the last checkpoint can empty the WAL.
                 stop.store(true, Ordering::Release);
+                if let Some(side) = side {
+                    let _ = side.join();
+                }
+                final_checkpoint(&conn);
+                drop(conn);
+                if let Some(done) = last {
+                    let _ = done.send(());
+                }
             })?;
         Ok(Writer { tx, on_commit })
     }
@@ -246,12 +258,14 @@ impl Batch {
     }
 }
 
+/// Commits batches until the queue closes or a shutdown arrives; returns whom to tell once
+/// the database is closed.
 fn run(
-    conn: Connection,
+    conn: &Connection,
     mut rx: mpsc::Receiver<Msg>,
     on_commit: &OnceLock<CommitObserver>,
     commits: &AtomicU64,
-) {
+) -> Option<oneshot::Sender<()>> {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = Batch::default();
         let mut stop = batch.take(first);
@@ -263,7 +277,7 @@ fn run(
         }
         if batch.len() > 0 {
             let started = Instant::now();
-            commit_batch(&conn, batch);
+            commit_batch(conn, batch);
             if let Some(observe) = on_commit.get() {
                 observe(started.elapsed());
             }
@@ -277,14 +291,21 @@ fn run(
                 rest.take(msg);
             }
             if rest.len() > 0 {
-                commit_batch(&conn, rest);
+                commit_batch(conn, rest);
             }
-            checkpoint(&conn);
-            let _ = done.send(());
-            return;
+            return Some(done);
         }
     }
-    checkpoint(&conn);
+    None
+}
+
+/// At shutdown: everything into the database file and the WAL emptied, so that the file
+/// alone holds the data (a copy or a reader of the file misses nothing).
+fn final_checkpoint(conn: &Connection) {
+    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+        tracing::warn!(error = %e, "final checkpoint failed");
+        checkpoint(conn);
+    }
 }
 
 /// WAL size past which a checkpoint runs before its second is up (SQLite's own default).
