@@ -167,13 +167,7 @@ impl Writer {
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let (msg, reply) = Self::job(durability, f);
-        self.tx.try_send(msg).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => Error::Unavailable {
-                message: "The server is busy; try again shortly".into(),
-                retry_after: 1,
-            },
-            mpsc::error::TrySendError::Closed(_) => shutting_down(),
-        })?;
+        self.enqueue_now(msg)?;
         reply.await.map_err(|_| shutting_down())?
     }
 
@@ -193,14 +187,19 @@ impl Writer {
             run: Box::new(f),
             reply,
         };
+        self.enqueue_now(msg)?;
+        answer.await.map_err(|_| shutting_down())?
+    }
+
+    /// Queues without waiting for room: a full queue is a 503 the client may retry.
+    fn enqueue_now(&self, msg: Msg) -> Result<()> {
         self.tx.try_send(msg).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => Error::Unavailable {
                 message: "The server is busy; try again shortly".into(),
                 retry_after: 1,
             },
             mpsc::error::TrySendError::Closed(_) => shutting_down(),
-        })?;
-        answer.await.map_err(|_| shutting_down())?
+        })
     }
 
     /// Jobs waiting in the queue, and how many it holds at most.

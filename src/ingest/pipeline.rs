@@ -351,9 +351,8 @@ impl Ingest {
             });
         let user_agent = r.string("userAgent");
         let given = Given::read(&mut r);
-        if let Some(v) = visitor_id
-            && visitor::import_id(&site.id, v).is_none()
-        {
+        let named = visitor_id.map(|v| visitor::import_id(&site.id, v));
+        if named.is_some_and(|id| id.is_none()) {
             r.error("visitorId", "must be 1 to 200 characters");
         }
         if visitor_id.is_none() && (ip.is_none() || user_agent.is_none()) {
@@ -384,8 +383,8 @@ impl Ingest {
         if common.kind == Kind::Pageview && !self.quotas.admit(db, &site.account_id).await? {
             return Ok(Err(Drop::Quota.as_str().into()));
         }
-        let visitor = match (visitor_id, ip, user_agent) {
-            (Some(v), _, _) => visitor::import_id(&site.id, v).expect("checked above"),
+        let visitor = match (named.flatten(), ip, user_agent) {
+            (Some(id), _, _) => id,
             (None, Some(ip), Some(ua)) => {
                 let day = visitor::local_date(&site.tz, at);
                 let salt = salts.salt_via(self.visitors.salts(), db, day).await?;

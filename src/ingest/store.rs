@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, ToSql, params, params_from_iter};
 
 use crate::db::writer;
 use crate::error::Result;
@@ -414,33 +414,41 @@ fn insert_visit(conn: &Connection, site: i64, v: &mut Visit) -> Result<()> {
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
                  ?19, ?20, ?21, ?22, ?23)",
     )?
-    .execute(params![
-        site,
-        v.visitor,
-        v.first_at,
-        v.last_at,
-        v.pv_first_at,
-        v.pv_last_at,
-        v.pageviews,
-        v.events,
-        v.entry,
-        v.exit,
-        v.attrs.hostname,
-        v.attrs.referrer,
-        v.attrs.utm[0],
-        v.attrs.utm[1],
-        v.attrs.utm[2],
-        v.attrs.utm[3],
-        v.attrs.utm[4],
-        v.attrs.country,
-        v.attrs.browser,
-        v.attrs.os,
-        v.attrs.device,
-        v.attrs.language,
-        v.attrs.screen,
-    ])?;
+    .execute(params_from_iter(
+        [&site as &dyn ToSql, &v.visitor]
+            .into_iter()
+            .chain(row_values(v)),
+    ))?;
     v.id = conn.last_insert_rowid();
     Ok(())
+}
+
+/// The values of the columns `first_at` to `screen`, in the table's order.
+fn row_values(v: &Visit) -> [&dyn ToSql; 21] {
+    let a = &v.attrs;
+    [
+        &v.first_at,
+        &v.last_at,
+        &v.pv_first_at,
+        &v.pv_last_at,
+        &v.pageviews,
+        &v.events,
+        &v.entry,
+        &v.exit,
+        &a.hostname,
+        &a.referrer,
+        &a.utm[0],
+        &a.utm[1],
+        &a.utm[2],
+        &a.utm[3],
+        &a.utm[4],
+        &a.country,
+        &a.browser,
+        &a.os,
+        &a.device,
+        &a.language,
+        &a.screen,
+    ]
 }
 
 /// Writes what changed; the common case (a later activity) touches only the counters, the
@@ -473,30 +481,9 @@ fn update_visit(conn: &Connection, before: &Visit, v: &Visit) -> Result<()> {
              language = ?21, screen = ?22
          WHERE id = ?1",
     )?
-    .execute(params![
-        v.id,
-        v.first_at,
-        v.last_at,
-        v.pv_first_at,
-        v.pv_last_at,
-        v.pageviews,
-        v.events,
-        v.entry,
-        v.exit,
-        v.attrs.hostname,
-        v.attrs.referrer,
-        v.attrs.utm[0],
-        v.attrs.utm[1],
-        v.attrs.utm[2],
-        v.attrs.utm[3],
-        v.attrs.utm[4],
-        v.attrs.country,
-        v.attrs.browser,
-        v.attrs.os,
-        v.attrs.device,
-        v.attrs.language,
-        v.attrs.screen,
-    ])?;
+    .execute(params_from_iter(
+        std::iter::once(&v.id as &dyn ToSql).chain(row_values(v)),
+    ))?;
     Ok(())
 }
 
