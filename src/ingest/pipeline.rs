@@ -89,7 +89,7 @@ pub struct Ingest {
     pub geo: GeoIp,
     pub visitors: Visitors,
     pub metrics: Arc<Metrics>,
-    store: Arc<Store>,
+    pub store: Arc<Store>,
     limiter: VisitorLimiter,
     quotas: Quotas,
     hasher: std::collections::hash_map::RandomState,

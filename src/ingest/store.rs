@@ -13,6 +13,8 @@ use rusqlite::{Connection, OptionalExtension, ToSql, params, params_from_iter};
 
 use crate::db::writer;
 use crate::error::Result;
+use crate::stats::realtime::Recent;
+use crate::time::now_ms;
 
 /// Activities of one visitor closer than this belong to one visit (a gap of exactly 30:00
 /// starts a new one).
@@ -87,6 +89,8 @@ pub struct Activity {
 #[derive(Default)]
 pub struct Store {
     state: Mutex<State>,
+    /// Who was active lately, for `realtime`.
+    pub recent: Recent,
 }
 
 #[derive(Default)]
@@ -114,9 +118,12 @@ impl Store {
             state.strings.clear();
             state.rollbacks = rollbacks;
         }
-        let outcome = activities
-            .iter()
-            .try_for_each(|a| record_one(conn, &mut state, a));
+        let now = now_ms();
+        let outcome = activities.iter().try_for_each(|a| {
+            let visitor = record_one(conn, &mut state, a)?;
+            self.recent.note(a.site, visitor, a.at, now);
+            Ok(())
+        });
         if outcome.is_err() {
             // The caller rolls this job back: forget numbers of strings it inserted.
             state.strings.clear();
@@ -237,7 +244,8 @@ fn visits_near(conn: &Connection, site: i64, visitor: i64, at: i64) -> Result<Ve
     Ok(near)
 }
 
-fn record_one(conn: &Connection, state: &mut State, a: &Activity) -> Result<()> {
+/// Stores one activity; answers the visitor id of the visit it joined.
+fn record_one(conn: &Connection, state: &mut State, a: &Activity) -> Result<i64> {
     // The current id first; the previous date's id only continues a visit, never starts one.
     let mut visitor = a.visitor;
     let mut near = visits_near(conn, a.site, a.visitor, a.at)?;
@@ -315,7 +323,7 @@ fn record_one(conn: &Connection, state: &mut State, a: &Activity) -> Result<()> 
         }
         Kind::Heartbeat => {}
     }
-    Ok(())
+    Ok(visit.visitor)
 }
 
 fn attr_ids(conn: &Connection, state: &mut State, attrs: &Attrs) -> Result<AttrIds> {

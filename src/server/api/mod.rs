@@ -13,6 +13,7 @@ pub mod caller;
 mod events;
 mod keys;
 pub mod openapi;
+mod stats;
 mod websites;
 
 use std::future::Future;
@@ -130,6 +131,20 @@ impl Route {
     }
 }
 
+/// What every statistics answer means (SPEC 4), said once for the OpenAPI descriptions.
+macro_rules! session_rules {
+    () => {
+        "A session is a visitor's activity (pageviews, events, heartbeats) with no gap of 30 minutes or more; only sessions with a pageview count, and a session belongs to the hour, day and range of its first pageview, whose attributes it keeps (its exit page is its last pageview). Filters select sessions: attribute filters (entryPage, exitPage, referrer, utm*, country, browser, os, device, language, screen) by the session's attribute, `path`/`hostname` sessions with a pageview of that path/hostname (and then only those pageviews count), `event` sessions with such an event (`event=(none)`: without any event); the value `(none)` selects the empty value. `from`/`to` are inclusive dates in the website's time zone (or `timezone=`), default the last 30 days; at most 3,660 days."
+    };
+}
+
+/// A statistics route's own description followed by the session rules.
+macro_rules! concat_rules {
+    ($own:literal) => {
+        concat!($own, " ", session_rules!())
+    };
+}
+
 macro_rules! h {
     ($handler:path) => {
         |ctx| Box::pin($handler(ctx)) as HandlerFuture
@@ -141,7 +156,7 @@ pub fn table() -> Vec<Route> {
     use Access::{Account, OwnSession, Public, Session};
     use Method as M;
     const PAGE: &[&str] = &["limit", "page"];
-    vec![
+    let mut routes = vec![
         Route::new(M::GET, "/openapi.json", Public, "This OpenAPI document", h!(openapi::serve))
             .describe("The OpenAPI 3.1 description of the whole API, generated from the same table as the routes. Not wrapped in the envelope.")
             .data(schema::object),
@@ -211,7 +226,184 @@ pub fn table() -> Vec<Route> {
             .describe("For backends that track server-side and for importing history. Needs a `full` key (or a session with CSRF). Body at most 1 MiB with 1 to 1,000 events; each is checked on its own: the valid ones are stored and every other one is listed in `dropped` with its index and the reason (a validation problem, or `bot`, `hostname`, `spam`, `quota`). The answer comes after the accepted events are committed. Each event needs `timestamp` (ISO-8601, at most 5 minutes ahead) and `visitorId` (any stable string of at most 200 characters), or else `ip` and `userAgent` (neither is stored). `hostname`, `country`, `browser`, `os`, `device` and `screen` may be set directly; otherwise they are worked out from `url`, `ip`, `userAgent` and `screenWidth`. Events may arrive in any order and in many requests: sessions follow the 30-minute rule whatever the order. A request repeated with the same `Idempotency-Key` header within 24 hours gets the first answer and stores nothing more; the same key with a different body gets 409. Unknown fields in an event are reported, not ignored; a given `hostname` must be on the website's domain.")
             .body(schema::events_body)
             .data(schema::events_answer),
-    ]
+    ];
+    routes.extend(stats_routes());
+    routes
+}
+
+/// The statistics routes (SPEC 2.6).
+fn stats_routes() -> Vec<Route> {
+    use Access::Account;
+    use Method as M;
+    const MAIN: &[&str] = &[
+        "from",
+        "to",
+        "timezone",
+        "hostname",
+        "path",
+        "entryPage",
+        "exitPage",
+        "referrer",
+        "utmSource",
+        "utmMedium",
+        "utmCampaign",
+        "utmTerm",
+        "utmContent",
+        "country",
+        "browser",
+        "os",
+        "device",
+        "language",
+        "screen",
+        "event",
+        "compare",
+    ];
+    const SERIES: &[&str] = &[
+        "from",
+        "to",
+        "timezone",
+        "hostname",
+        "path",
+        "entryPage",
+        "exitPage",
+        "referrer",
+        "utmSource",
+        "utmMedium",
+        "utmCampaign",
+        "utmTerm",
+        "utmContent",
+        "country",
+        "browser",
+        "os",
+        "device",
+        "language",
+        "screen",
+        "event",
+        "interval",
+    ];
+    const BREAKDOWN: &[&str] = &[
+        "from",
+        "to",
+        "timezone",
+        "hostname",
+        "path",
+        "entryPage",
+        "exitPage",
+        "referrer",
+        "utmSource",
+        "utmMedium",
+        "utmCampaign",
+        "utmTerm",
+        "utmContent",
+        "country",
+        "browser",
+        "os",
+        "device",
+        "language",
+        "screen",
+        "event",
+        "limit",
+        "page",
+    ];
+    const EVENT_PROPS: &[&str] = &[
+        "from",
+        "to",
+        "timezone",
+        "hostname",
+        "path",
+        "entryPage",
+        "exitPage",
+        "referrer",
+        "utmSource",
+        "utmMedium",
+        "utmCampaign",
+        "utmTerm",
+        "utmContent",
+        "country",
+        "browser",
+        "os",
+        "device",
+        "language",
+        "screen",
+        "event",
+        "prop",
+        "limit",
+        "page",
+    ];
+    const REALTIME: &[&str] = &["from", "to", "timezone"];
+    const ACTIVE: &[&str] = &[
+        "date",
+        "timezone",
+        "hostname",
+        "path",
+        "entryPage",
+        "exitPage",
+        "referrer",
+        "utmSource",
+        "utmMedium",
+        "utmCampaign",
+        "utmTerm",
+        "utmContent",
+        "country",
+        "browser",
+        "os",
+        "device",
+        "language",
+        "screen",
+        "event",
+    ];
+    let mut routes = vec![
+        Route::new(M::GET, "/websites/{id}/stats/main", Account, "Headline figures of a period", h!(stats::main))
+            .describe(concat_rules!("uniqueVisitors: distinct visitors among the counted pageviews. totalPageviews: pageviews whose time is in the range and whose session is selected. totalSessions: selected sessions whose time is in the range. bounceRate: of those, the share with exactly one pageview in the whole session, in percent with 2 decimals. avgSessionDuration: their mean duration (last activity − first activity, heartbeats included) in seconds with 1 decimal. viewsPerSession: all pageviews of those sessions (also after the range) ÷ totalSessions, 2 decimals. Rates are 0 when there is no session. `compare=previous` adds `previous` with the same figures for the equally long period just before."))
+            .query(MAIN)
+            .data(schema::stats_main),
+        Route::new(M::GET, "/websites/{id}/stats/timeseries", Account, "Figures per hour, day, week or month", h!(stats::timeseries))
+            .describe(concat_rules!("`interval` is hour, day, week or month (default hour for at most 2 days, else day; hour for at most 31 days). Every bucket is present, zero-filled: per bucket the figures of `main` (without viewsPerSession), pageviews and unique visitors by the pageview's time, sessions and their bounce rate and duration by the session's time. `date` is YYYY-MM-DD (week: its Monday, month: the 1st) or, for hours, the local time with its offset; a daylight-saving day has 23 or 25 hours. With interval=day, uniqueVisitors is the DAU."))
+            .query(SERIES)
+            .data(schema::stats_series),
+    ];
+    /// A breakdown's route: its path, summary, what it groups, parameters and row schema.
+    macro_rules! breakdown {
+        ($name:literal, $summary:literal, $shape:literal, $query:expr, $data:ident) => {
+            Route::new(M::GET, concat!("/websites/{id}/stats/", $name), Account, $summary, h!(stats::breakdown))
+                .describe(concat!($shape, " Rows sort by uniqueVisitors descending, then value ascending (null first), and are paginated. percentage = the row's uniqueVisitors ÷ main's uniqueVisitors with the same filters × 100, 2 decimals. ", session_rules!()))
+                .query($query)
+                .data(schema::$data)
+        };
+    }
+    routes.extend([
+        breakdown!("pages", "Pages by unique visitors", "Groups the counted pageviews by path: uniqueVisitors and totalPageviews per path.", BREAKDOWN, stats_pages),
+        breakdown!("hostnames", "Hostnames by unique visitors", "Groups the counted pageviews by hostname.", BREAKDOWN, stats_pages),
+        breakdown!("entry-pages", "Entry pages", "Groups the counted sessions by their first pageview's path: uniqueVisitors (distinct visitors of the group's sessions), totalSessions and bounceRate per value.", BREAKDOWN, stats_sessions),
+        breakdown!("exit-pages", "Exit pages", "Groups the counted sessions by their last pageview's path.", BREAKDOWN, stats_sessions),
+        breakdown!("referrers", "Referrers", "Groups the counted sessions by referrer host; null is direct traffic.", BREAKDOWN, stats_sessions),
+        breakdown!("utm-sources", "UTM sources", "Groups the counted sessions by utm_source; null is not set.", BREAKDOWN, stats_sessions),
+        breakdown!("utm-mediums", "UTM mediums", "Groups the counted sessions by utm_medium; null is not set.", BREAKDOWN, stats_sessions),
+        breakdown!("utm-campaigns", "UTM campaigns", "Groups the counted sessions by utm_campaign; null is not set.", BREAKDOWN, stats_sessions),
+        breakdown!("utm-terms", "UTM terms", "Groups the counted sessions by utm_term; null is not set.", BREAKDOWN, stats_sessions),
+        breakdown!("utm-contents", "UTM contents", "Groups the counted sessions by utm_content; null is not set.", BREAKDOWN, stats_sessions),
+        breakdown!("countries", "Countries", "Groups the counted sessions by country (ISO 3166-1 alpha-2); null is unknown.", BREAKDOWN, stats_sessions),
+        breakdown!("browsers", "Browsers", "Groups the counted sessions by browser.", BREAKDOWN, stats_sessions),
+        breakdown!("os", "Operating systems", "Groups the counted sessions by operating system.", BREAKDOWN, stats_sessions),
+        breakdown!("devices", "Devices", "Groups the counted sessions by device: desktop, mobile, tablet.", BREAKDOWN, stats_sessions),
+        breakdown!("languages", "Languages", "Groups the counted sessions by browser language.", BREAKDOWN, stats_sessions),
+        breakdown!("screens", "Screen sizes", "Groups the counted sessions by screen class: xs (< 576 px), sm (576–767), md (768–991), lg (992–1439), xl (≥ 1440).", BREAKDOWN, stats_sessions),
+        breakdown!("events", "Custom events", "Groups the events whose time is in the range by name: totalEvents and uniqueVisitors (distinct visitors who sent them). Without filters every event counts (also of visitors without a pageview, such as server-side events); with filters only those of selected sessions.", BREAKDOWN, stats_events),
+        breakdown!("event-props", "Values of one property of one event", "`event` (the event's name) and `prop` (a property key) are required; groups that event's events (counted as for `events`) by the property's value, null for events without it. Here `event` selects no sessions.", EVENT_PROPS, stats_events),
+    ]);
+    routes.push(
+        Route::new(M::GET, "/websites/{id}/stats/realtime", Account, "Visitors active right now", h!(stats::realtime))
+            .describe("activeVisitors: distinct visitors with any activity (pageview, event, heartbeat) in the last 30 seconds (an activity exactly 30 s old counts). pages: the top 10 paths by active visitors, each visitor under the path of their session's latest pageview. Ignores `from` and `to`; takes no filters.")
+            .query(REALTIME)
+            .data(schema::stats_realtime),
+    );
+    routes.push(
+        Route::new(M::GET, "/websites/{id}/stats/active-users", Account, "Daily, weekly and monthly active visitors", h!(stats::active_users))
+            .describe(concat_rules!("dau, wau, mau: distinct visitors with a counted pageview on `date` (default today), in the 7 and in the 30 days ending on it. In cookieless mode a visitor's id changes at local midnight, so wau and mau count a person once per day they came; cookie mode gives true figures."))
+            .query(ACTIVE)
+            .data(schema::stats_active),
+    );
+    routes
 }
 
 /// A handler's successful answer; the dispatcher wraps `data` in the envelope.
@@ -271,6 +463,8 @@ pub type BodyStream = Pin<Box<dyn Stream<Item = std::result::Result<Bytes, warp:
 pub struct Ctx {
     pub app: App,
     pub headers: HeaderMap,
+    /// The route's path template, such as `/websites/{id}/stats/pages`.
+    pub route: &'static str,
     pub params: Vec<(&'static str, String)>,
     pub query: Vec<(String, String)>,
     pub client_ip: IpAddr,
@@ -577,6 +771,7 @@ async fn handle(
     let ctx = Ctx {
         app: app.clone(),
         headers,
+        route: route.path,
         params,
         query,
         client_ip,

@@ -20,6 +20,42 @@ fn query_param(name: &str) -> Value {
             "Page number, from 1",
             json!({"type": "integer", "minimum": 1, "maximum": 1_000_000, "default": 1}),
         ),
+        "from" => (
+            "First day, YYYY-MM-DD, in the website's time zone (default: 29 days before `to`)",
+            json!({"type": "string", "format": "date"}),
+        ),
+        "to" => (
+            "Last day, YYYY-MM-DD, inclusive (default: today)",
+            json!({"type": "string", "format": "date"}),
+        ),
+        "date" => (
+            "The day, YYYY-MM-DD (default: today)",
+            json!({"type": "string", "format": "date"}),
+        ),
+        "timezone" => (
+            "IANA time zone for dates and buckets (default: the website's)",
+            json!({"type": "string"}),
+        ),
+        "interval" => (
+            "Bucket size (default hour for at most 2 days, else day)",
+            json!({"type": "string", "enum": ["hour", "day", "week", "month"]}),
+        ),
+        "compare" => (
+            "Also the figures of the equally long period just before",
+            json!({"type": "string", "enum": ["previous"]}),
+        ),
+        "prop" => (
+            "The event property to break down by (required on event-props)",
+            json!({"type": "string"}),
+        ),
+        "event" => (
+            "Filter: sessions with an event of this name, `(none)` for sessions without any event; on event-props, the event to break down (required)",
+            json!({"type": "string"}),
+        ),
+        f if crate::stats::FILTERS.contains(&f) => (
+            "Filter by this value, exact match; `(none)` selects the empty value",
+            json!({"type": "string"}),
+        ),
         _ => ("", json!({"type": "string"})),
     };
     json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
@@ -423,6 +459,66 @@ pub mod schema {
         });
         json!({"type": "object", "required": ["events"], "additionalProperties": false,
                "properties": {"events": {"type": "array", "minItems": 1, "maxItems": 1000, "items": event}}})
+    }
+
+    fn num() -> Value {
+        json!({"type": "number"})
+    }
+
+    fn int() -> Value {
+        json!({"type": "integer"})
+    }
+
+    fn main_fields() -> Value {
+        json!({
+            "uniqueVisitors": int(), "totalPageviews": int(), "totalSessions": int(),
+            "bounceRate": num(), "avgSessionDuration": num(), "viewsPerSession": num()
+        })
+    }
+
+    pub fn stats_main() -> Value {
+        let mut s = obj(main_fields());
+        s["properties"]["previous"] = obj(main_fields());
+        s
+    }
+
+    pub fn stats_series() -> Value {
+        list(obj(json!({
+            "date": {"type": "string"}, "uniqueVisitors": int(), "totalPageviews": int(),
+            "totalSessions": int(), "bounceRate": num(), "avgSessionDuration": num()
+        })))
+    }
+
+    pub fn stats_pages() -> Value {
+        list(obj(json!({
+            "value": str_or_null(), "uniqueVisitors": int(), "totalPageviews": int(), "percentage": num()
+        })))
+    }
+
+    pub fn stats_sessions() -> Value {
+        list(obj(json!({
+            "value": str_or_null(), "uniqueVisitors": int(), "totalSessions": int(),
+            "bounceRate": num(), "percentage": num()
+        })))
+    }
+
+    pub fn stats_events() -> Value {
+        list(obj(json!({
+            "value": str_or_null(), "totalEvents": int(), "uniqueVisitors": int(), "percentage": num()
+        })))
+    }
+
+    pub fn stats_realtime() -> Value {
+        obj(json!({
+            "activeVisitors": int(),
+            "pages": list(obj(json!({"value": {"type": "string"}, "activeVisitors": int()})))
+        }))
+    }
+
+    pub fn stats_active() -> Value {
+        obj(
+            json!({"date": {"type": "string", "format": "date"}, "dau": int(), "wau": int(), "mau": int()}),
+        )
     }
 
     pub fn events_answer() -> Value {
