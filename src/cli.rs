@@ -80,6 +80,12 @@ pub enum Command {
     /// Manage websites
     #[command(subcommand)]
     Websites(WebsitesCommand),
+    /// Rebuild every derived table (the statistics' blocks) from the raw events
+    RebuildAggregates {
+        /// Only this website's
+        #[arg(long, value_name = "ID")]
+        website: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -331,7 +337,45 @@ async fn run(command: Command, data_dir: PathBuf) -> Result<()> {
             existing_db(&data_dir)?;
             with_db(&data_dir, |db| websites_cmd(cmd, db)).await
         }
+        Command::RebuildAggregates { website } => {
+            existing_db(&data_dir)?;
+            with_db(&data_dir, |db| rebuild_aggregates(db, website)).await
+        }
     }
+}
+
+/// Marks every bucket for rebuilding, then rewrites them in short transactions, so that a
+/// running server's writes go on in between.
+async fn rebuild_aggregates(db: Db, website: Option<String>) -> Result<()> {
+    let site = match website {
+        None => None,
+        Some(id) => {
+            let lookup = id.clone();
+            let num = db
+                .read(move |c| crate::stats::site_number(c, &lookup))
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("no website with id {id}")))?;
+            Some(num)
+        }
+    };
+    db.write(Durability::Normal, move |c| {
+        crate::stats::blocks::mark_all(c, site).map(|_| ())
+    })
+    .await?;
+    let mut total = 0;
+    loop {
+        let done = db
+            .write(Durability::Normal, move |c| {
+                crate::stats::blocks::refresh(c, site, i64::MAX, 500)
+            })
+            .await?;
+        if done == 0 {
+            break;
+        }
+        total += done;
+    }
+    outln!("rebuilt {total} blocks");
+    Ok(())
 }
 
 /// Opens the database, runs `f`, and lets the writer commit before returning.
@@ -451,8 +495,10 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<()> {
         None => None,
     };
     let sweeper = spawn_sweeper(app.clone());
+    let refresher = spawn_block_refresher(app.clone());
     crate::server::serve(app, listener, shutdown_signal()).await;
     sweeper.abort();
+    refresher.abort();
     if let Some(task) = metrics_server {
         task.abort();
     }
@@ -484,6 +530,28 @@ fn spawn_sweeper(app: App) -> tokio::task::JoinHandle<()> {
             }
             if let Err(e) = app.ingest.visitors.purge_via(&app.db).await {
                 tracing::warn!(error = %e, "could not purge old salts");
+            }
+        }
+    })
+}
+
+/// Every two seconds: rewrites the statistics blocks that activity changed, except those of
+/// the last half hour, which are still being written and which queries build themselves.
+fn spawn_block_refresher(app: App) -> tokio::task::JoinHandle<()> {
+    use crate::stats::blocks;
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(2));
+        loop {
+            every.tick().await;
+            let before = blocks::bucket_of(now_ms()) - 1;
+            let outcome = app
+                .db
+                .write(Durability::Normal, move |c| {
+                    blocks::refresh(c, None, before, 200)
+                })
+                .await;
+            if let Err(e) = outcome {
+                tracing::warn!(error = %e, "could not refresh statistics blocks");
             }
         }
     })

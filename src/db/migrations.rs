@@ -36,6 +36,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "events",
         sql: include_str!("../../migrations/0004_events.sql"),
     },
+    Migration {
+        version: 5,
+        name: "stats",
+        sql: include_str!("../../migrations/0005_stats.sql"),
+    },
 ];
 
 pub fn latest_version(migrations: &[Migration]) -> i64 {

@@ -13,6 +13,7 @@ use rusqlite::{Connection, OptionalExtension, ToSql, params, params_from_iter};
 
 use crate::db::writer;
 use crate::error::Result;
+use crate::stats::blocks::{self, bucket_of};
 use crate::stats::realtime::Recent;
 use crate::time::now_ms;
 
@@ -119,11 +120,21 @@ impl Store {
             state.rollbacks = rollbacks;
         }
         let now = now_ms();
-        let outcome = activities.iter().try_for_each(|a| {
-            let visitor = record_one(conn, &mut state, a)?;
-            self.recent.note(a.site, visitor, a.at, now);
-            Ok(())
-        });
+        let mut changed = Vec::new();
+        let outcome = activities
+            .iter()
+            .try_for_each(|a| {
+                let visitor = record_one(conn, &mut state, a, &mut changed)?;
+                self.recent.note(a.site, visitor, a.at, now);
+                Ok(())
+            })
+            .and_then(|()| {
+                changed.sort_unstable();
+                changed.dedup();
+                changed
+                    .iter()
+                    .try_for_each(|&(site, bucket)| blocks::mark(conn, site, [bucket]))
+            });
         if outcome.is_err() {
             // The caller rolls this job back: forget numbers of strings it inserted.
             state.strings.clear();
@@ -244,8 +255,14 @@ fn visits_near(conn: &Connection, site: i64, visitor: i64, at: i64) -> Result<Ve
     Ok(near)
 }
 
-/// Stores one activity; answers the visitor id of the visit it joined.
-fn record_one(conn: &Connection, state: &mut State, a: &Activity) -> Result<i64> {
+/// Stores one activity; answers the visitor id of the visit it joined, and adds to `changed`
+/// the statistics buckets `(site, bucket)` whose blocks it changes.
+fn record_one(
+    conn: &Connection,
+    state: &mut State,
+    a: &Activity,
+    changed: &mut Vec<(i64, i64)>,
+) -> Result<i64> {
     // The current id first; the previous date's id only continues a visit, never starts one.
     let mut visitor = a.visitor;
     let mut near = visits_near(conn, a.site, a.visitor, a.at)?;
@@ -280,6 +297,12 @@ fn record_one(conn: &Connection, state: &mut State, a: &Activity) -> Result<i64>
     };
     let before = visit.clone();
     for other in iter {
+        // Every record of both visits may name the other id now.
+        let (from, to) = (
+            visit.first_at.min(other.first_at),
+            visit.last_at.max(other.last_at),
+        );
+        changed.extend((bucket_of(from)..=bucket_of(to)).map(|b| (a.site, b)));
         merge(conn, a.site, &mut visit, other)?;
     }
     // The attributes' string numbers, only when this activity describes the visit.
@@ -302,6 +325,14 @@ fn record_one(conn: &Connection, state: &mut State, a: &Activity) -> Result<i64>
         update_visit(conn, &before, &visit)?;
     }
 
+    // The block of the session's time holds the session; the activity's, the pageview or event.
+    changed.extend(
+        [before.pv_first_at.filter(|_| !is_new), visit.pv_first_at]
+            .into_iter()
+            .flatten()
+            .chain((a.kind != Kind::Heartbeat).then_some(a.at))
+            .map(|at| (a.site, bucket_of(at))),
+    );
     match a.kind {
         Kind::Pageview => {
             let hostname = state.string(conn, &a.hostname)?;
@@ -373,22 +404,25 @@ fn apply(visit: &mut Visit, a: &Activity, path: i64, describing: Option<AttrIds>
 }
 
 /// Folds the later visit `other` into `visit` and deletes it.
+///
+/// The smaller of the two ids survives, so that a visitor's smallest visit id (their number in
+/// the statistics, `crate::stats::blocks`) never changes.
 fn merge(conn: &Connection, site: i64, visit: &mut Visit, other: Visit) -> Result<()> {
+    let (keep, drop, span) = if other.id < visit.id {
+        (other.id, visit.id, (visit.first_at, visit.last_at))
+    } else {
+        (visit.id, other.id, (other.first_at, other.last_at))
+    };
     for table in ["pageviews", "events"] {
         conn.prepare_cached(&format!(
             "UPDATE {table} SET visit = ?1
              WHERE site = ?2 AND at BETWEEN ?3 AND ?4 AND visit = ?5"
         ))?
-        .execute(params![
-            visit.id,
-            site,
-            other.first_at,
-            other.last_at,
-            other.id
-        ])?;
+        .execute(params![keep, site, span.0, span.1, drop])?;
     }
     conn.prepare_cached("DELETE FROM visits WHERE id = ?1")?
-        .execute([other.id])?;
+        .execute([drop])?;
+    visit.id = keep;
 
     let other_describes = match (visit.pv_first_at, other.pv_first_at) {
         (None, Some(_)) => true,
@@ -462,7 +496,8 @@ fn row_values(v: &Visit) -> [&dyn ToSql; 21] {
 /// Writes what changed; the common case (a later activity) touches only the counters, the
 /// times and the exit page.
 fn update_visit(conn: &Connection, before: &Visit, v: &Visit) -> Result<()> {
-    let described = before.pv_first_at == v.pv_first_at
+    let described = before.id == v.id
+        && before.pv_first_at == v.pv_first_at
         && before.entry == v.entry
         && before.attrs == v.attrs
         && before.first_at == v.first_at;

@@ -6,8 +6,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 
+use super::blocks::{self, Block};
 use super::period::{Period, bucket_of};
 use crate::error::Result;
 
@@ -31,10 +32,10 @@ pub enum Dim {
     Screen,
 }
 
-const DIMS: usize = 15;
+pub(crate) const DIMS: usize = 15;
 
 /// The columns of `visits` behind each [`Dim`], in order.
-const DIM_COLUMNS: &str = "entry, exit, hostname, referrer, utm_source, utm_medium, utm_campaign, \
+pub(crate) const DIM_COLUMNS: &str = "entry, exit, hostname, referrer, utm_source, utm_medium, utm_campaign, \
      utm_term, utm_content, country, browser, os, device, language, screen";
 
 /// A filter's wanted value: the empty value (`(none)`), or a string's number (`None` inside
@@ -83,16 +84,18 @@ fn country_code(number: i64) -> String {
     String::from_utf8_lossy(&[(n >> 8) as u8, (n & 0xff) as u8]).into_owned()
 }
 
-#[derive(Clone, Debug)]
-struct Session {
-    visitor: i64,
-    first_at: i64,
-    last_at: i64,
+/// A session as the statistics see it. `visitor` is the visitor's number (see
+/// `super::blocks`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Session {
+    pub visitor: i64,
+    pub first_at: i64,
+    pub last_at: i64,
     /// Its first pageview; `None` for a session without one (never counted).
-    at: Option<i64>,
-    pageviews: i64,
-    events: i64,
-    attrs: [Option<i64>; DIMS],
+    pub at: Option<i64>,
+    pub pageviews: i64,
+    pub events: i64,
+    pub attrs: [Option<i64>; DIMS],
 }
 
 impl Session {
@@ -101,19 +104,22 @@ impl Session {
     }
 }
 
-struct Pageview {
-    at: i64,
-    visit: i64,
-    visitor: i64,
-    hostname: i64,
-    path: i64,
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pageview {
+    pub at: i64,
+    pub visit: i64,
+    pub visitor: i64,
+    pub hostname: i64,
+    pub path: i64,
 }
 
-struct Event {
-    visit: i64,
-    visitor: i64,
-    name: i64,
-    props: Option<String>,
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    pub at: i64,
+    pub visit: i64,
+    pub visitor: i64,
+    pub name: i64,
+    pub props: Option<String>,
 }
 
 /// What one period holds, with the selection of its filters.
@@ -129,30 +135,42 @@ struct Loaded<'f> {
     with_event: Option<HashSet<i64>>,
 }
 
-const SESSION_COLUMNS: &str = "id, visitor, first_at, last_at, pv_first_at, pageviews, events";
-
-fn session_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Session)> {
-    let mut attrs = [None; DIMS];
-    for (i, slot) in attrs.iter_mut().enumerate() {
-        *slot = if i == Dim::Country as usize {
-            r.get::<_, Option<String>>(7 + i)?
-                .and_then(|c| country_number(&c))
-        } else {
-            r.get(7 + i)?
-        };
+/// Sessions by visit id, straight from `visits` (those that started outside a period but
+/// have activity in it). Their visitor numbers are not needed and left 0.
+fn sessions_by_id(conn: &Connection, ids: &[i64]) -> Result<Vec<(i64, Session)>> {
+    let mut out = Vec::with_capacity(ids.len());
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT first_at, last_at, pv_first_at, pageviews, events, {DIM_COLUMNS}
+         FROM visits WHERE id = ?1"
+    ))?;
+    for &id in ids {
+        let row = stmt.query_row([id], |r| {
+            let mut attrs = [None; DIMS];
+            for (i, slot) in attrs.iter_mut().enumerate() {
+                *slot = if i == Dim::Country as usize {
+                    r.get::<_, Option<String>>(5 + i)?
+                        .and_then(|c| country_number(&c))
+                } else {
+                    r.get(5 + i)?
+                };
+            }
+            Ok(Session {
+                visitor: 0,
+                first_at: r.get(0)?,
+                last_at: r.get(1)?,
+                at: r.get(2)?,
+                pageviews: r.get(3)?,
+                events: r.get(4)?,
+                attrs,
+            })
+        });
+        match row {
+            Ok(session) => out.push((id, session)),
+            Err(rusqlite::Error::QueryReturnedNoRows) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
-    Ok((
-        r.get(0)?,
-        Session {
-            visitor: r.get(1)?,
-            first_at: r.get(2)?,
-            last_at: r.get(3)?,
-            at: r.get(4)?,
-            pageviews: r.get(5)?,
-            events: r.get(6)?,
-            attrs,
-        },
-    ))
+    Ok(out)
 }
 
 impl<'f> Loaded<'f> {
@@ -164,55 +182,19 @@ impl<'f> Loaded<'f> {
         filters: &'f Filters,
         with_events: bool,
     ) -> Result<Loaded<'f>> {
-        let mut stmt = conn.prepare_cached(
-            "SELECT p.at, p.visit, v.visitor, p.hostname, p.path
-             FROM pageviews p JOIN visits v ON v.id = p.visit
-             WHERE p.site = ?1 AND p.at >= ?2 AND p.at < ?3",
-        )?;
-        let pageviews = stmt
-            .query_map(params![site, start, end], |r| {
-                Ok(Pageview {
-                    at: r.get(0)?,
-                    visit: r.get(1)?,
-                    visitor: r.get(2)?,
-                    hostname: r.get(3)?,
-                    path: r.get(4)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        let events = if with_events {
-            let mut stmt = conn.prepare_cached(
-                "SELECT e.visit, v.visitor, e.name, e.props
-                 FROM events e JOIN visits v ON v.id = e.visit
-                 WHERE e.site = ?1 AND e.at >= ?2 AND e.at < ?3",
-            )?;
-            stmt.query_map(params![site, start, end], |r| {
-                Ok(Event {
-                    visit: r.get(0)?,
-                    visitor: r.get(1)?,
-                    name: r.get(2)?,
-                    props: r.get(3)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?
-        } else {
-            Vec::new()
-        };
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {SESSION_COLUMNS}, {DIM_COLUMNS} FROM visits
-             WHERE site = ?1 AND pv_first_at >= ?2 AND pv_first_at < ?3"
-        ))?;
-        let mut sessions = stmt
-            .query_map(params![site, start, end], session_from_row)?
-            .collect::<rusqlite::Result<HashMap<_, _>>>()?;
-
+        let block = blocks::load(conn, site, start, end)?;
+        let mut sessions: HashMap<i64, Session> = block.sessions.into_iter().collect();
         let mut loaded = Loaded {
             filters,
             start,
             end,
             sessions: HashMap::new(),
-            pageviews,
-            events,
+            pageviews: block.pageviews,
+            events: if with_events || filters.event.is_some() {
+                block.events
+            } else {
+                Vec::new()
+            },
             with_path: None,
             with_hostname: None,
             with_event: None,
@@ -228,49 +210,51 @@ impl<'f> Loaded<'f> {
                 .collect();
             missing.sort_unstable();
             missing.dedup();
-            for chunk in missing.chunks(500) {
-                let marks = vec!["?"; chunk.len()].join(",");
-                let mut stmt = conn.prepare(&format!(
-                    "SELECT {SESSION_COLUMNS}, {DIM_COLUMNS} FROM visits WHERE id IN ({marks})"
-                ))?;
-                for row in stmt.query_map(rusqlite::params_from_iter(chunk), session_from_row)? {
-                    let (id, s) = row?;
-                    sessions.insert(id, s);
-                }
-            }
+            sessions.extend(sessions_by_id(conn, &missing)?);
             // Filters on what a session contains look at all of its activity, also outside
             // the period.
-            let window = sessions.values().filter(|s| s.pageviews > 0).fold(
-                None,
-                |w: Option<(i64, i64)>, s| {
-                    Some(w.map_or((s.first_at, s.last_at), |(a, b)| {
-                        (a.min(s.first_at), b.max(s.last_at))
-                    }))
-                },
-            );
-            let containing =
-                |table: &str, column: &str, want: &Option<Want>| -> Result<Option<HashSet<i64>>> {
-                    let (Some(want), Some((from, to))) = (want, window) else {
-                        return Ok(want.as_ref().map(|_| HashSet::new()));
-                    };
-                    let value = match want {
-                        Want::Value(Some(v)) => *v,
-                        // No stored activity has an empty path, hostname or name.
-                        Want::Value(None) | Want::Empty => return Ok(Some(HashSet::new())),
-                    };
-                    let mut stmt = conn.prepare_cached(&format!(
-                        "SELECT DISTINCT visit FROM {table}
-                     WHERE site = ?1 AND at >= ?2 AND at <= ?3 AND {column} = ?4"
-                    ))?;
-                    let set = stmt
-                        .query_map(params![site, from, to, value], |r| r.get(0))?
-                        .collect::<rusqlite::Result<HashSet<i64>>>()?;
-                    Ok(Some(set))
-                };
-            loaded.with_path = containing("pageviews", "path", &filters.path)?;
-            loaded.with_hostname = containing("pageviews", "hostname", &filters.hostname)?;
-            if matches!(filters.event, Some(Want::Value(_))) {
-                loaded.with_event = containing("events", "name", &filters.event)?;
+            let window = sessions
+                .values()
+                .filter(|s| s.pageviews > 0)
+                .fold((start, end), |(a, b), s| {
+                    (a.min(s.first_at), b.max(s.last_at + 1))
+                });
+            let mut before = Block::default();
+            let mut after = Block::default();
+            if filters.path.is_some() || filters.hostname.is_some() || filters.event.is_some() {
+                before = blocks::load(conn, site, window.0, start)?;
+                after = blocks::load(conn, site, end, window.1)?;
+            }
+            let pageviews = || {
+                before
+                    .pageviews
+                    .iter()
+                    .chain(&loaded.pageviews)
+                    .chain(&after.pageviews)
+            };
+            let containing = |want: &Option<Want>, field: fn(&Pageview) -> i64| {
+                want.as_ref().map(|want| match want {
+                    Want::Value(Some(v)) => pageviews()
+                        .filter(|p| field(p) == *v)
+                        .map(|p| p.visit)
+                        .collect(),
+                    // No pageview has an empty path or hostname.
+                    Want::Value(None) | Want::Empty => HashSet::new(),
+                })
+            };
+            loaded.with_path = containing(&filters.path, |p| p.path);
+            loaded.with_hostname = containing(&filters.hostname, |p| p.hostname);
+            if let Some(Want::Value(name)) = &filters.event {
+                loaded.with_event = Some(
+                    before
+                        .events
+                        .iter()
+                        .chain(&loaded.events)
+                        .chain(&after.events)
+                        .filter(|e| Some(e.name) == *name)
+                        .map(|e| e.visit)
+                        .collect(),
+                );
             }
         }
         loaded.sessions = sessions;

@@ -5,6 +5,7 @@
 //! `realtime` keeps the last minute of activity. This module checks a request's parameters and
 //! shapes the answers.
 
+pub mod blocks;
 pub mod engine;
 pub mod period;
 pub mod realtime;

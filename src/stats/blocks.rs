@@ -1,0 +1,518 @@
+//! The statistics' copy of the activity: one block per website and 15-minute UTC bucket
+//! (migrations/0005_stats.sql).
+//!
+//! A block holds the sessions whose first pageview is in its bucket and the pageviews and
+//! events in it, each with the visitor's number: the smallest id among the visitor's visits,
+//! which a new visit (a larger id) or a merge (the smaller id survives) never changes. Numbers
+//! instead of 8-byte hashes make distinct counting a bit set, and the encoding (varints,
+//! times relative to the bucket or to the previous record) makes a block a few bytes per
+//! record, read in one B-tree lookup instead of one row per record.
+//!
+//! The writer marks every bucket an activity changes (`mark`). A reader builds a marked
+//! bucket from the row tables itself (`build`), so figures are exact the moment an event is
+//! acknowledged; `refresh` rewrites marked blocks in the background and clears the marks.
+
+use std::collections::{HashMap, HashSet};
+
+use integer_encoding::VarInt;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::engine::{DIM_COLUMNS, DIMS, Dim, Event, Pageview, Session, country_number};
+use crate::error::{Error, Result};
+
+/// Length of a bucket: 15 minutes, the greatest common divisor of the UTC offsets in use.
+pub const BUCKET_MS: i64 = 15 * 60 * 1000;
+
+/// The bucket that holds `at` (UTC milliseconds).
+pub fn bucket_of(at: i64) -> i64 {
+    at.div_euclid(BUCKET_MS)
+}
+
+/// The same as [`bucket_of`] in SQL, for a column `col`.
+fn sql_bucket(col: &str) -> String {
+    format!("(({col} - ((({col} % {BUCKET_MS}) + {BUCKET_MS}) % {BUCKET_MS})) / {BUCKET_MS})")
+}
+
+/// What one bucket holds.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Block {
+    /// `(visit id, session)`, sessions whose first pageview is in the bucket.
+    pub sessions: Vec<(i64, Session)>,
+    pub pageviews: Vec<Pageview>,
+    pub events: Vec<Event>,
+}
+
+impl Block {
+    fn is_empty(&self) -> bool {
+        self.sessions.is_empty() && self.pageviews.is_empty() && self.events.is_empty()
+    }
+}
+
+/// Marks the buckets `buckets` of `site` for rebuilding, in the caller's transaction.
+pub fn mark(conn: &Connection, site: i64, buckets: impl IntoIterator<Item = i64>) -> Result<()> {
+    let mut stmt =
+        conn.prepare_cached("INSERT OR IGNORE INTO stats_dirty (site, bucket) VALUES (?1, ?2)")?;
+    for bucket in buckets {
+        stmt.execute(params![site, bucket])?;
+    }
+    Ok(())
+}
+
+/// Numbers of visitors (the smallest id among each one's visits), cached for one build.
+struct Numbers<'c> {
+    conn: &'c Connection,
+    site: i64,
+    known: HashMap<i64, i64>,
+}
+
+impl Numbers<'_> {
+    fn of(&mut self, visitor: i64) -> Result<i64> {
+        if let Some(n) = self.known.get(&visitor) {
+            return Ok(*n);
+        }
+        let n: i64 = self
+            .conn
+            .prepare_cached("SELECT min(id) FROM visits WHERE site = ?1 AND visitor = ?2")?
+            .query_row(params![self.site, visitor], |r| r.get(0))?;
+        self.known.insert(visitor, n);
+        Ok(n)
+    }
+}
+
+/// Builds the block of `bucket` from the row tables.
+pub fn build(conn: &Connection, site: i64, bucket: i64) -> Result<Block> {
+    let (start, end) = (bucket * BUCKET_MS, (bucket + 1) * BUCKET_MS);
+    let mut numbers = Numbers {
+        conn,
+        site,
+        known: HashMap::new(),
+    };
+    let mut block = Block::default();
+
+    let mut stmt = conn.prepare_cached(
+        "SELECT p.at, p.visit, v.visitor, p.hostname, p.path
+         FROM pageviews p JOIN visits v ON v.id = p.visit
+         WHERE p.site = ?1 AND p.at >= ?2 AND p.at < ?3 ORDER BY p.at, p.seq",
+    )?;
+    let rows = stmt
+        .query_map(params![site, start, end], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<rusqlite::Result<Vec<(i64, i64, i64, i64, i64)>>>()?;
+    let mut visits = Vec::new();
+    for (at, visit, visitor, hostname, path) in rows {
+        visits.push(visit);
+        block.pageviews.push(Pageview {
+            at,
+            visit,
+            visitor: numbers.of(visitor)?,
+            hostname,
+            path,
+        });
+    }
+
+    let mut stmt = conn.prepare_cached(
+        "SELECT e.at, e.visit, v.visitor, e.name, e.props
+         FROM events e JOIN visits v ON v.id = e.visit
+         WHERE e.site = ?1 AND e.at >= ?2 AND e.at < ?3 ORDER BY e.at, e.seq",
+    )?;
+    let rows = stmt
+        .query_map(params![site, start, end], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<rusqlite::Result<Vec<(i64, i64, i64, i64, Option<String>)>>>()?;
+    for (at, visit, visitor, name, props) in rows {
+        block.events.push(Event {
+            at,
+            visit,
+            visitor: numbers.of(visitor)?,
+            name,
+            props,
+        });
+    }
+
+    // A session's first pageview is one of the bucket's pageviews.
+    visits.sort_unstable();
+    visits.dedup();
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT id, visitor, first_at, last_at, pv_first_at, pageviews, events, {DIM_COLUMNS}
+         FROM visits WHERE id = ?1 AND pv_first_at >= ?2 AND pv_first_at < ?3"
+    ))?;
+    for id in visits {
+        let Some((visitor, session)) = stmt
+            .query_row(params![id, start, end], |r| {
+                let mut attrs = [None; DIMS];
+                for (i, slot) in attrs.iter_mut().enumerate() {
+                    *slot = if i == Dim::Country as usize {
+                        r.get::<_, Option<String>>(7 + i)?
+                            .and_then(|c| country_number(&c))
+                    } else {
+                        r.get(7 + i)?
+                    };
+                }
+                Ok((
+                    r.get::<_, i64>(1)?,
+                    Session {
+                        visitor: 0,
+                        first_at: r.get(2)?,
+                        last_at: r.get(3)?,
+                        at: r.get(4)?,
+                        pageviews: r.get(5)?,
+                        events: r.get(6)?,
+                        attrs,
+                    },
+                ))
+            })
+            .optional()?
+        else {
+            continue;
+        };
+        let mut session = session;
+        session.visitor = numbers.of(visitor)?;
+        block.sessions.push((id, session));
+    }
+    block.sessions.sort_by_key(|(id, s)| (s.at, *id));
+    Ok(block)
+}
+
+/// Encodes a block: a count per list, then each record's fields as zig-zag varints, times
+/// relative to the bucket's start or to the record before.
+pub fn encode(block: &Block, bucket: i64) -> Vec<u8> {
+    let base = bucket * BUCKET_MS;
+    let mut out = Vec::with_capacity(16 + block.sessions.len() * 40 + block.pageviews.len() * 10);
+    let put = |v: i64, out: &mut Vec<u8>| {
+        let mut buf = [0u8; 10];
+        let n = v.encode_var(&mut buf);
+        out.extend_from_slice(&buf[..n]);
+    };
+    put(block.sessions.len() as i64, &mut out);
+    put(block.pageviews.len() as i64, &mut out);
+    put(block.events.len() as i64, &mut out);
+    let mut last_id = 0;
+    for (id, s) in &block.sessions {
+        let at = s.at.unwrap_or(base);
+        put(id - last_id, &mut out);
+        last_id = *id;
+        put(id - s.visitor, &mut out);
+        put(at - base, &mut out);
+        put(at - s.first_at, &mut out);
+        put(s.last_at - s.first_at, &mut out);
+        put(s.pageviews, &mut out);
+        put(s.events, &mut out);
+        for a in &s.attrs {
+            put(a.map_or(0, |v| if v >= 0 { v + 1 } else { v }), &mut out);
+        }
+    }
+    let (mut last_at, mut last_visit) = (base, 0);
+    for p in &block.pageviews {
+        put(p.at - last_at, &mut out);
+        last_at = p.at;
+        put(p.visit - last_visit, &mut out);
+        last_visit = p.visit;
+        put(p.visit - p.visitor, &mut out);
+        put(p.hostname, &mut out);
+        put(p.path, &mut out);
+    }
+    let (mut last_at, mut last_visit) = (base, 0);
+    for e in &block.events {
+        put(e.at - last_at, &mut out);
+        last_at = e.at;
+        put(e.visit - last_visit, &mut out);
+        last_visit = e.visit;
+        put(e.visit - e.visitor, &mut out);
+        put(e.name, &mut out);
+        match &e.props {
+            None => put(0, &mut out),
+            Some(text) => {
+                put(text.len() as i64 + 1, &mut out);
+                out.extend_from_slice(text.as_bytes());
+            }
+        }
+    }
+    out
+}
+
+struct Reader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl Reader<'_> {
+    fn int(&mut self) -> Result<i64> {
+        let (v, n) = i64::decode_var(&self.data[self.pos..]).ok_or_else(corrupt)?;
+        self.pos += n;
+        Ok(v)
+    }
+
+    fn bytes(&mut self, len: usize) -> Result<&[u8]> {
+        let end = self.pos.checked_add(len).filter(|&e| e <= self.data.len());
+        let end = end.ok_or_else(corrupt)?;
+        let slice = &self.data[self.pos..end];
+        self.pos = end;
+        Ok(slice)
+    }
+}
+
+fn corrupt() -> Error {
+    Error::Internal("a statistics block is damaged; run `jetrack rebuild-aggregates`".into())
+}
+
+/// Decodes what [`encode`] wrote.
+pub fn decode(data: &[u8], bucket: i64) -> Result<Block> {
+    let base = bucket * BUCKET_MS;
+    let mut r = Reader { data, pos: 0 };
+    let counts = [r.int()?, r.int()?, r.int()?];
+    let cap = |n: i64| usize::try_from(n).unwrap_or(0).min(data.len());
+    let mut block = Block {
+        sessions: Vec::with_capacity(cap(counts[0])),
+        pageviews: Vec::with_capacity(cap(counts[1])),
+        events: Vec::with_capacity(cap(counts[2])),
+    };
+    let mut id = 0;
+    for _ in 0..counts[0] {
+        id += r.int()?;
+        let visitor = id - r.int()?;
+        let at = base + r.int()?;
+        let first_at = at - r.int()?;
+        let last_at = first_at + r.int()?;
+        let pageviews = r.int()?;
+        let events = r.int()?;
+        let mut attrs = [None; DIMS];
+        for a in &mut attrs {
+            let v = r.int()?;
+            *a = match v {
+                0 => None,
+                v if v > 0 => Some(v - 1),
+                v => Some(v),
+            };
+        }
+        block.sessions.push((
+            id,
+            Session {
+                visitor,
+                first_at,
+                last_at,
+                at: Some(at),
+                pageviews,
+                events,
+                attrs,
+            },
+        ));
+    }
+    let (mut at, mut visit) = (base, 0);
+    for _ in 0..counts[1] {
+        at += r.int()?;
+        visit += r.int()?;
+        let visitor = visit - r.int()?;
+        block.pageviews.push(Pageview {
+            at,
+            visit,
+            visitor,
+            hostname: r.int()?,
+            path: r.int()?,
+        });
+    }
+    let (mut at, mut visit) = (base, 0);
+    for _ in 0..counts[2] {
+        at += r.int()?;
+        visit += r.int()?;
+        let visitor = visit - r.int()?;
+        let name = r.int()?;
+        let len = r.int()?;
+        let props = if len == 0 {
+            None
+        } else {
+            let bytes = r.bytes(usize::try_from(len - 1).map_err(|_| corrupt())?)?;
+            Some(String::from_utf8(bytes.to_vec()).map_err(|_| corrupt())?)
+        };
+        block.events.push(Event {
+            at,
+            visit,
+            visitor,
+            name,
+            props,
+        });
+    }
+    Ok(block)
+}
+
+/// Everything in `[start, end)` of `site`: blocks as stored, marked buckets built from the
+/// rows. Records outside `[start, end)` in the edge buckets are left out.
+pub fn load(conn: &Connection, site: i64, start: i64, end: i64) -> Result<Block> {
+    if start >= end {
+        return Ok(Block::default());
+    }
+    let (first, last) = (bucket_of(start), bucket_of(end - 1));
+    let dirty: HashSet<i64> = conn
+        .prepare_cached(
+            "SELECT bucket FROM stats_dirty WHERE site = ?1 AND bucket >= ?2 AND bucket <= ?3",
+        )?
+        .query_map(params![site, first, last], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut out = Block::default();
+    let mut add = |block: Block| {
+        out.sessions.extend(
+            block
+                .sessions
+                .into_iter()
+                .filter(|(_, s)| s.at.is_some_and(|at| at >= start && at < end)),
+        );
+        out.pageviews.extend(
+            block
+                .pageviews
+                .into_iter()
+                .filter(|p| p.at >= start && p.at < end),
+        );
+        out.events.extend(
+            block
+                .events
+                .into_iter()
+                .filter(|e| e.at >= start && e.at < end),
+        );
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT bucket, data FROM stats_blocks WHERE site = ?1 AND bucket >= ?2 AND bucket <= ?3",
+    )?;
+    let mut rows = stmt.query(params![site, first, last])?;
+    while let Some(row) = rows.next()? {
+        let bucket: i64 = row.get(0)?;
+        if dirty.contains(&bucket) {
+            continue;
+        }
+        let data = row.get_ref(1)?.as_blob().map_err(|_| corrupt())?;
+        add(decode(data, bucket)?);
+    }
+    let mut dirty: Vec<i64> = dirty.into_iter().collect();
+    dirty.sort_unstable();
+    for bucket in dirty {
+        add(build(conn, site, bucket)?);
+    }
+    Ok(out)
+}
+
+/// Rewrites the block of one marked bucket and clears its mark, in the caller's transaction.
+pub fn rewrite(conn: &Connection, site: i64, bucket: i64) -> Result<()> {
+    let block = build(conn, site, bucket)?;
+    if block.is_empty() {
+        conn.prepare_cached("DELETE FROM stats_blocks WHERE site = ?1 AND bucket = ?2")?
+            .execute(params![site, bucket])?;
+    } else {
+        conn.prepare_cached(
+            "INSERT INTO stats_blocks (site, bucket, data) VALUES (?1, ?2, ?3)
+             ON CONFLICT (site, bucket) DO UPDATE SET data = excluded.data",
+        )?
+        .execute(params![site, bucket, encode(&block, bucket)])?;
+    }
+    conn.prepare_cached("DELETE FROM stats_dirty WHERE site = ?1 AND bucket = ?2")?
+        .execute(params![site, bucket])?;
+    Ok(())
+}
+
+/// Rewrites up to `limit` marked buckets of `site` (of every site when `None`) before the
+/// bucket `before`, oldest first; answers how many. The server runs this now and then through
+/// the writer, leaving the buckets still being written to the readers.
+pub fn refresh(conn: &Connection, site: Option<i64>, before: i64, limit: usize) -> Result<usize> {
+    let marked: Vec<(i64, i64)> = conn
+        .prepare_cached(
+            "SELECT site, bucket FROM stats_dirty WHERE bucket < ?1 AND (?2 IS NULL OR site = ?2)
+             ORDER BY bucket LIMIT ?3",
+        )?
+        .query_map(params![before, site, limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    for &(site, bucket) in &marked {
+        rewrite(conn, site, bucket)?;
+    }
+    Ok(marked.len())
+}
+
+/// Marks every bucket of `site` (every site when `None`) that holds activity or a block, so
+/// that all of them are built again from the rows.
+pub fn mark_all(conn: &Connection, site: Option<i64>) -> Result<usize> {
+    let mut total = 0;
+    for (table, col) in [("pageviews", "at"), ("events", "at")] {
+        total += conn.execute(
+            &format!(
+                "INSERT OR IGNORE INTO stats_dirty (site, bucket)
+                 SELECT DISTINCT site, {} FROM {table} WHERE ?1 IS NULL OR site = ?1",
+                sql_bucket(col)
+            ),
+            [site],
+        )?;
+    }
+    total += conn.execute(
+        "INSERT OR IGNORE INTO stats_dirty (site, bucket)
+         SELECT site, bucket FROM stats_blocks WHERE ?1 IS NULL OR site = ?1",
+        [site],
+    )?;
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_block_survives_encoding() {
+        let bucket = bucket_of(1_736_935_200_000);
+        let base = bucket * BUCKET_MS;
+        let mut attrs = [None; DIMS];
+        attrs[0] = Some(12);
+        attrs[Dim::Country as usize] = country_number("DE");
+        let block = Block {
+            sessions: vec![(
+                41,
+                Session {
+                    visitor: 7,
+                    first_at: base - 5_000,
+                    last_at: base + 600_000,
+                    at: Some(base + 10),
+                    pageviews: 3,
+                    events: 1,
+                    attrs,
+                },
+            )],
+            pageviews: vec![
+                Pageview {
+                    at: base + 10,
+                    visit: 41,
+                    visitor: 7,
+                    hostname: 2,
+                    path: 12,
+                },
+                Pageview {
+                    at: base + 10,
+                    visit: 3,
+                    visitor: 3,
+                    hostname: 2,
+                    path: 0,
+                },
+            ],
+            events: vec![Event {
+                at: base + 899_999,
+                visit: 41,
+                visitor: 7,
+                name: 5,
+                props: Some(r#"{"plan":"pro"}"#.into()),
+            }],
+        };
+        let data = encode(&block, bucket);
+        assert_eq!(decode(&data, bucket).unwrap(), block);
+        assert!(decode(&data[..data.len() - 3], bucket).is_err());
+    }
+
+    #[test]
+    fn buckets_floor_also_before_1970() {
+        assert_eq!(bucket_of(0), 0);
+        assert_eq!(bucket_of(BUCKET_MS - 1), 0);
+        assert_eq!(bucket_of(-1), -1);
+        let conn = Connection::open_in_memory().unwrap();
+        for at in [-1, 0, BUCKET_MS - 1, BUCKET_MS, -BUCKET_MS, -BUCKET_MS - 1] {
+            let sql: i64 = conn
+                .query_row(&format!("SELECT {}", sql_bucket("?1")), [at], |r| r.get(0))
+                .unwrap();
+            assert_eq!(sql, bucket_of(at), "{at}");
+        }
+    }
+}
