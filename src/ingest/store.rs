@@ -805,6 +805,116 @@ mod tests {
         }
     }
 
+    /// Every statistics block that is not marked equals the block built from the rows now,
+    /// however the activities arrived and whenever blocks were rewritten in between.
+    #[test]
+    fn every_change_marks_the_blocks_it_touches() {
+        use crate::stats::blocks;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut trace = Vec::new();
+        for visitor in 1..=10 {
+            let mut at = T0 + rng.random_range(0..24 * 60) * MIN;
+            for _ in 0..rng.random_range(5..30) {
+                let kind = match rng.random_range(0..10) {
+                    0..=5 => Kind::Pageview,
+                    6..=7 => Kind::Heartbeat,
+                    _ => Kind::Event,
+                };
+                trace.push(act(
+                    kind,
+                    at,
+                    visitor,
+                    &format!("/p{}", rng.random_range(0..4)),
+                ));
+                at += match rng.random_range(0..10) {
+                    0 => 29 * MIN + rng.random_range(0..2 * MIN),
+                    1 => rng.random_range(1..10) * 60 * MIN,
+                    _ => rng.random_range(1..10 * MIN),
+                };
+            }
+        }
+        trace.shuffle(&mut rng);
+        let (_dir, conn) = database();
+        let store = Store::new();
+        for chunk in trace.chunks(13) {
+            record(&conn, &store, chunk);
+            if rng.random_bool(0.5) {
+                blocks::refresh(&conn, None, i64::MAX, rng.random_range(1..50)).unwrap();
+            }
+        }
+        blocks::refresh(&conn, None, i64::MAX, 10).unwrap();
+        let dirty: std::collections::HashSet<i64> = conn
+            .prepare("SELECT bucket FROM stats_dirty")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let stored: Vec<(i64, Vec<u8>)> = conn
+            .prepare("SELECT bucket, data FROM stats_blocks")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(stored.len() > 20, "the trace fills many blocks");
+        let mut checked = 0;
+        for (bucket, data) in stored {
+            if dirty.contains(&bucket) {
+                continue;
+            }
+            let block = blocks::decode(&data, bucket).unwrap();
+            assert_eq!(
+                block,
+                blocks::build(&conn, 1, bucket).unwrap(),
+                "bucket {bucket}"
+            );
+            checked += 1;
+        }
+        assert!(checked > 10);
+        // And once everything is rewritten, nothing is marked and every bucket with activity
+        // has its block.
+        while blocks::refresh(&conn, None, i64::MAX, 100).unwrap() > 0 {}
+        let missing: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM pageviews p WHERE NOT EXISTS (SELECT 1 FROM stats_blocks b
+                 WHERE b.site = p.site AND b.bucket = p.at / 900000)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(missing, 0);
+    }
+
+    #[test]
+    fn a_merge_keeps_the_smaller_visit_id() {
+        let (_dir, conn) = database();
+        let store = Store::new();
+        // Two visits 40 minutes apart, then a pageview between them joins them.
+        record(&conn, &store, &[pv(T0 + 40 * MIN, 1, "/b")]);
+        record(&conn, &store, &[pv(T0, 1, "/a")]);
+        let first: i64 = conn
+            .query_row("SELECT min(id) FROM visits", [], |r| r.get(0))
+            .unwrap();
+        record(&conn, &store, &[pv(T0 + 20 * MIN, 1, "/c")]);
+        let ids: Vec<i64> = conn
+            .prepare("SELECT id FROM visits")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(ids, [first]);
+        let orphans: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM pageviews WHERE visit <> ?1",
+                [first],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(orphans, 0);
+    }
+
     #[test]
     fn a_rolled_back_job_leaves_no_stale_string_numbers() {
         let (_dir, conn) = database();

@@ -127,12 +127,15 @@ struct Loaded<'f> {
     filters: &'f Filters,
     start: i64,
     end: i64,
-    sessions: HashMap<i64, Session>,
+    /// The sessions whose time is in the period, then (with filters) those that started
+    /// outside it but have counted activity in it.
+    sessions: Vec<(i64, Session)>,
+    /// With filters: whether the filters select each session (by position), and where each
+    /// visit id is.
+    selection: Vec<bool>,
+    index: HashMap<i64, usize>,
     pageviews: Vec<Pageview>,
     events: Vec<Event>,
-    with_path: Option<HashSet<i64>>,
-    with_hostname: Option<HashSet<i64>>,
-    with_event: Option<HashSet<i64>>,
 }
 
 /// Sessions by visit id, straight from `visits` (those that started outside a period but
@@ -183,23 +186,23 @@ impl<'f> Loaded<'f> {
         with_events: bool,
     ) -> Result<Loaded<'f>> {
         let block = blocks::load(conn, site, start, end)?;
-        let mut sessions: HashMap<i64, Session> = block.sessions.into_iter().collect();
         let mut loaded = Loaded {
             filters,
             start,
             end,
-            sessions: HashMap::new(),
+            sessions: block.sessions,
+            selection: Vec::new(),
+            index: HashMap::new(),
             pageviews: block.pageviews,
             events: if with_events || filters.event.is_some() {
                 block.events
             } else {
                 Vec::new()
             },
-            with_path: None,
-            with_hostname: None,
-            with_event: None,
         };
         if !filters.is_empty() {
+            let mut sessions: HashMap<i64, Session> =
+                std::mem::take(&mut loaded.sessions).into_iter().collect();
             // Every session a counted pageview or event could belong to.
             let mut missing: Vec<i64> = loaded
                 .pageviews
@@ -242,10 +245,10 @@ impl<'f> Loaded<'f> {
                     Want::Value(None) | Want::Empty => HashSet::new(),
                 })
             };
-            loaded.with_path = containing(&filters.path, |p| p.path);
-            loaded.with_hostname = containing(&filters.hostname, |p| p.hostname);
-            if let Some(Want::Value(name)) = &filters.event {
-                loaded.with_event = Some(
+            let with_path: Option<HashSet<i64>> = containing(&filters.path, |p| p.path);
+            let with_hostname: Option<HashSet<i64>> = containing(&filters.hostname, |p| p.hostname);
+            let with_event: Option<HashSet<i64>> = match &filters.event {
+                Some(Want::Value(name)) => Some(
                     before
                         .events
                         .iter()
@@ -254,36 +257,45 @@ impl<'f> Loaded<'f> {
                         .filter(|e| Some(e.name) == *name)
                         .map(|e| e.visit)
                         .collect(),
-                );
-            }
+                ),
+                _ => None,
+            };
+            // SPEC 4 "Selection".
+            let selected = |id: i64, s: &Session| {
+                s.pageviews > 0
+                    && filters
+                        .attrs
+                        .iter()
+                        .all(|(dim, want)| want.matches(s.attrs[*dim as usize]))
+                    && with_path.as_ref().is_none_or(|set| set.contains(&id))
+                    && with_hostname.as_ref().is_none_or(|set| set.contains(&id))
+                    && match &filters.event {
+                        None => true,
+                        Some(Want::Empty) => s.events == 0,
+                        Some(Want::Value(_)) => {
+                            with_event.as_ref().is_some_and(|set| set.contains(&id))
+                        }
+                    }
+            };
+            loaded.sessions = sessions.into_iter().collect();
+            loaded.selection = loaded
+                .sessions
+                .iter()
+                .map(|(id, s)| selected(*id, s))
+                .collect();
+            loaded.index = loaded
+                .sessions
+                .iter()
+                .enumerate()
+                .map(|(i, (id, _))| (*id, i))
+                .collect();
         }
-        loaded.sessions = sessions;
         Ok(loaded)
     }
 
-    /// Whether the filters select the session `id` (SPEC 4 "Selection").
+    /// Whether the filters select the session of visit `id`.
     fn selected(&self, id: i64) -> bool {
-        let Some(s) = self.sessions.get(&id) else {
-            return false;
-        };
-        let f = self.filters;
-        s.pageviews > 0
-            && f.attrs
-                .iter()
-                .all(|(dim, want)| want.matches(s.attrs[*dim as usize]))
-            && self.with_path.as_ref().is_none_or(|set| set.contains(&id))
-            && self
-                .with_hostname
-                .as_ref()
-                .is_none_or(|set| set.contains(&id))
-            && match &f.event {
-                None => true,
-                Some(Want::Empty) => s.events == 0,
-                Some(Want::Value(_)) => self
-                    .with_event
-                    .as_ref()
-                    .is_some_and(|set| set.contains(&id)),
-            }
+        self.index.get(&id).is_some_and(|&i| self.selection[i])
     }
 
     /// The pageviews that count: in the period, of selected sessions, and of the filtered path
@@ -301,18 +313,20 @@ impl<'f> Loaded<'f> {
     }
 
     /// The sessions that count: selected, with their time in the period.
-    fn counted_sessions(&self) -> impl Iterator<Item = (i64, &Session)> {
+    fn counted_sessions(&self) -> impl Iterator<Item = &Session> {
+        let all = self.filters.is_empty();
         self.sessions
             .iter()
-            .filter(|(_, s)| s.at.is_some_and(|at| at >= self.start && at < self.end))
-            .filter(|(id, s)| {
-                if self.filters.is_empty() {
-                    s.pageviews > 0
-                } else {
-                    self.selected(**id)
-                }
+            .enumerate()
+            .filter(move |(i, (_, s))| {
+                s.at.is_some_and(|at| at >= self.start && at < self.end)
+                    && if all {
+                        s.pageviews > 0
+                    } else {
+                        self.selection[*i]
+                    }
             })
-            .map(|(id, s)| (*id, s))
+            .map(|(_, (_, s))| s)
     }
 
     /// The events that count: all in the period without filters, else those of selected
@@ -328,7 +342,7 @@ impl<'f> Loaded<'f> {
 /// The totals behind `main` and one time-series bucket.
 #[derive(Clone, Debug, Default)]
 pub struct Tally {
-    visitors: HashSet<i64>,
+    pub visitors: u64,
     pub pageviews: u64,
     pub sessions: u64,
     pub bounces: u64,
@@ -337,10 +351,6 @@ pub struct Tally {
 }
 
 impl Tally {
-    pub fn unique_visitors(&self) -> u64 {
-        self.visitors.len() as u64
-    }
-
     fn add_session(&mut self, s: &Session) {
         self.sessions += 1;
         self.bounces += u64::from(s.pageviews == 1);
@@ -386,15 +396,67 @@ pub fn percent(part: u64, whole: u64) -> f64 {
     }
 }
 
+/// A set of visitor numbers: one bit each.
+#[derive(Default)]
+struct Visitors {
+    words: Vec<u64>,
+}
+
+impl Visitors {
+    fn insert(&mut self, visitor: i64) {
+        let i = usize::try_from(visitor).unwrap_or(0);
+        if i / 64 >= self.words.len() {
+            self.words.resize(i / 64 + 1, 0);
+        }
+        self.words[i / 64] |= 1 << (i % 64);
+    }
+
+    fn len(&self) -> u64 {
+        self.words.iter().map(|w| u64::from(w.count_ones())).sum()
+    }
+}
+
+/// Distinct visitors per group: `(group, visitor)` pairs, sorted and counted once.
+#[derive(Default)]
+struct PerGroup {
+    pairs: Vec<u64>,
+}
+
+/// Visitor numbers are visit ids, far below 2⁴⁰; groups are below 2²⁴.
+const VISITOR_BITS: u32 = 40;
+
+impl PerGroup {
+    fn insert(&mut self, group: u32, visitor: i64) {
+        let visitor = u64::try_from(visitor).unwrap_or(0) & ((1 << VISITOR_BITS) - 1);
+        self.pairs.push(u64::from(group) << VISITOR_BITS | visitor);
+    }
+
+    /// The number of distinct visitors of each of `groups` groups.
+    fn counts(mut self, groups: usize) -> Vec<u64> {
+        radsort::sort(&mut self.pairs);
+        let mut counts = vec![0; groups];
+        let mut last = None;
+        for pair in self.pairs {
+            if last != Some(pair) {
+                counts[(pair >> VISITOR_BITS) as usize] += 1;
+                last = Some(pair);
+            }
+        }
+        counts
+    }
+}
+
 /// The totals of `main` over `period`.
 pub fn main(conn: &Connection, site: i64, period: &Period, filters: &Filters) -> Result<Tally> {
     let loaded = Loaded::load(conn, site, period.start, period.end, filters, false)?;
     let mut tally = Tally::default();
+    let mut visitors = Visitors::default();
     for p in loaded.counted_pageviews() {
         tally.pageviews += 1;
-        tally.visitors.insert(p.visitor);
+        visitors.insert(p.visitor);
     }
-    for (_, s) in loaded.counted_sessions() {
+    tally.visitors = visitors.len();
+    for s in loaded.counted_sessions() {
         tally.add_session(s);
     }
     Ok(tally)
@@ -410,13 +472,17 @@ pub fn timeseries(
 ) -> Result<Vec<Tally>> {
     let loaded = Loaded::load(conn, site, period.start, period.end, filters, false)?;
     let mut tallies = vec![Tally::default(); starts.len()];
+    let mut visitors = PerGroup::default();
     for p in loaded.counted_pageviews() {
         if let Some(i) = bucket_of(starts, p.at) {
             tallies[i].pageviews += 1;
-            tallies[i].visitors.insert(p.visitor);
+            visitors.insert(i as u32, p.visitor);
         }
     }
-    for (_, s) in loaded.counted_sessions() {
+    for (tally, n) in tallies.iter_mut().zip(visitors.counts(starts.len())) {
+        tally.visitors = n;
+    }
+    for s in loaded.counted_sessions() {
         if let Some(i) = s.at.and_then(|at| bucket_of(starts, at)) {
             tallies[i].add_session(s);
         }
@@ -458,11 +524,81 @@ pub enum Key {
     Text(String),
 }
 
+/// Numbers of the rows of a breakdown, by key: a table for string and country numbers (small
+/// and dense), a map for the rest.
 #[derive(Default)]
-struct Acc {
-    visitors: HashSet<i64>,
-    count: u64,
-    bounces: u64,
+struct Rows {
+    table: Vec<u32>,
+    other: HashMap<Key, u32>,
+    keys: Vec<Key>,
+    counts: Vec<u64>,
+    bounces: Vec<u64>,
+    visitors: PerGroup,
+}
+
+/// Country numbers are above -2¹⁶; string numbers in the table below 2²².
+const TABLE_OFFSET: i64 = 1 << 16;
+const TABLE_MAX: i64 = 1 << 22;
+
+impl Rows {
+    fn row(&mut self, key: Key) -> u32 {
+        let slot = match key {
+            Key::Number(n) if (-TABLE_OFFSET..TABLE_MAX).contains(&n) => {
+                Some((n + TABLE_OFFSET) as usize)
+            }
+            _ => None,
+        };
+        if let Some(slot) = slot
+            && let Some(&row) = self.table.get(slot)
+            && row != 0
+        {
+            return row - 1;
+        }
+        if slot.is_none()
+            && let Some(&row) = self.other.get(&key)
+        {
+            return row;
+        }
+        let row = self.keys.len() as u32;
+        match slot {
+            Some(slot) => {
+                if slot >= self.table.len() {
+                    self.table.resize(slot + 1, 0);
+                }
+                self.table[slot] = row + 1;
+            }
+            None => {
+                self.other.insert(key.clone(), row);
+            }
+        }
+        self.keys.push(key);
+        self.counts.push(0);
+        self.bounces.push(0);
+        row
+    }
+
+    fn add(&mut self, key: Key, visitor: i64, bounce: bool) {
+        let row = self.row(key);
+        self.counts[row as usize] += 1;
+        self.bounces[row as usize] += u64::from(bounce);
+        self.visitors.insert(row, visitor);
+    }
+
+    fn into_rows(self) -> Vec<Row> {
+        let visitors = self.visitors.counts(self.keys.len());
+        self.keys
+            .into_iter()
+            .zip(self.counts)
+            .zip(self.bounces)
+            .zip(visitors)
+            .map(|(((key, count), bounces), visitors)| Row {
+                key,
+                visitors,
+                count,
+                bounces,
+            })
+            .collect()
+    }
 }
 
 /// Every row of a breakdown (unsorted) and `main.uniqueVisitors` under the same filters.
@@ -475,17 +611,11 @@ pub fn breakdown(
 ) -> Result<(Vec<Row>, u64)> {
     let with_events = matches!(group, Group::Events | Group::EventProp { .. });
     let loaded = Loaded::load(conn, site, period.start, period.end, filters, with_events)?;
-    let mut all_visitors = HashSet::new();
+    let mut all_visitors = Visitors::default();
     for p in loaded.counted_pageviews() {
         all_visitors.insert(p.visitor);
     }
-    let mut groups: HashMap<Key, Acc> = HashMap::new();
-    let mut add = |key: Key, visitor: i64, bounce: bool| {
-        let acc = groups.entry(key).or_default();
-        acc.visitors.insert(visitor);
-        acc.count += 1;
-        acc.bounces += u64::from(bounce);
-    };
+    let mut rows = Rows::default();
     match group {
         Group::Pages | Group::Hostnames => {
             for p in loaded.counted_pageviews() {
@@ -494,18 +624,18 @@ pub fn breakdown(
                 } else {
                     p.hostname
                 };
-                add(Key::Number(value), p.visitor, false);
+                rows.add(Key::Number(value), p.visitor, false);
             }
         }
         Group::Sessions(dim) => {
-            for (_, s) in loaded.counted_sessions() {
+            for s in loaded.counted_sessions() {
                 let key = s.attrs[*dim as usize].map_or(Key::Empty, Key::Number);
-                add(key, s.visitor, s.pageviews == 1);
+                rows.add(key, s.visitor, s.pageviews == 1);
             }
         }
         Group::Events => {
             for e in loaded.counted_events() {
-                add(Key::Number(e.name), e.visitor, false);
+                rows.add(Key::Number(e.name), e.visitor, false);
             }
         }
         Group::EventProp { name, prop } => {
@@ -518,20 +648,11 @@ pub fn breakdown(
                     .as_deref()
                     .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
                     .and_then(|props| props.get(prop).map(prop_text));
-                add(value.map_or(Key::Empty, Key::Text), e.visitor, false);
+                rows.add(value.map_or(Key::Empty, Key::Text), e.visitor, false);
             }
         }
     }
-    let rows = groups
-        .into_iter()
-        .map(|(key, acc)| Row {
-            key,
-            visitors: acc.visitors.len() as u64,
-            count: acc.count,
-            bounces: acc.bounces,
-        })
-        .collect();
-    Ok((rows, all_visitors.len() as u64))
+    Ok((rows.into_rows(), all_visitors.len()))
 }
 
 fn prop_text(v: &serde_json::Value) -> String {

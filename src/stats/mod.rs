@@ -261,7 +261,7 @@ pub fn resolve(conn: &Connection, given: &[(String, String)]) -> Result<Filters>
 
 fn figures(t: &Tally) -> Value {
     json!({
-        "uniqueVisitors": t.unique_visitors(),
+        "uniqueVisitors": t.visitors,
         "totalPageviews": t.pageviews,
         "totalSessions": t.sessions,
         "bounceRate": t.bounce_rate(),
@@ -310,7 +310,7 @@ pub fn timeseries(conn: &Connection, req: &Request, interval: Interval) -> Resul
             .map(|((date, _), t)| {
                 json!({
                     "date": date,
-                    "uniqueVisitors": t.unique_visitors(),
+                    "uniqueVisitors": t.visitors,
                     "totalPageviews": t.pageviews,
                     "totalSessions": t.sessions,
                     "bounceRate": t.bounce_rate(),
@@ -399,7 +399,7 @@ pub fn active_users(
     for (count, days) in counts.iter_mut().zip([1, 7, 30]) {
         let from = date.checked_sub((days - 1).days()).unwrap_or(date);
         let period = Period::new(from, date, tz.clone());
-        *count = engine::main(conn, site, &period, &filters)?.unique_visitors();
+        *count = engine::main(conn, site, &period, &filters)?.visitors;
     }
     Ok(json!({
         "date": date.to_string(),
