@@ -67,14 +67,6 @@ impl Recent {
             .map(|(&v, &at)| (v, at))
             .collect()
     }
-
-    /// Forgets a website (deleted).
-    pub fn forget(&self, site: i64) {
-        self.sites
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&site);
-    }
 }
 
 /// The figures of `realtime` at `now`: each active visitor counts once, under the path of the
