@@ -67,6 +67,9 @@ pub struct Route {
     pub access: Access,
     /// Query parameters the route takes; anything else is refused.
     pub query: &'static [&'static str],
+    /// The handler refuses unknown parameters itself, together with its other problems
+    /// (`Ctx::query_errors`), instead of the dispatcher before it.
+    pub checks_query: bool,
     /// Status of a successful answer.
     pub status: StatusCode,
     pub summary: &'static str,
@@ -91,6 +94,7 @@ impl Route {
             path,
             access,
             query: &[],
+            checks_query: false,
             status: StatusCode::OK,
             summary,
             description: "",
@@ -102,6 +106,13 @@ impl Route {
 
     fn query(mut self, names: &'static [&'static str]) -> Route {
         self.query = names;
+        self
+    }
+
+    /// Like [`Route::query`], for a handler that reports unknown parameters itself.
+    fn own_query(mut self, names: &'static [&'static str]) -> Route {
+        self.query = names;
+        self.checks_query = true;
         self
     }
 
@@ -355,11 +366,11 @@ fn stats_routes() -> Vec<Route> {
     let mut routes = vec![
         Route::new(M::GET, "/websites/{id}/stats/main", Account, "Headline figures of a period", h!(stats::main))
             .describe(concat_rules!("uniqueVisitors: distinct visitors among the counted pageviews. totalPageviews: pageviews whose time is in the range and whose session is selected. totalSessions: selected sessions whose time is in the range. bounceRate: of those, the share with exactly one pageview in the whole session, in percent with 2 decimals. avgSessionDuration: their mean duration (last activity − first activity, heartbeats included) in seconds with 1 decimal. viewsPerSession: all pageviews of those sessions (also after the range) ÷ totalSessions, 2 decimals. Rates are 0 when there is no session. `compare=previous` adds `previous` with the same figures for the equally long period just before."))
-            .query(MAIN)
+            .own_query(MAIN)
             .data(schema::stats_main),
         Route::new(M::GET, "/websites/{id}/stats/timeseries", Account, "Figures per hour, day, week or month", h!(stats::timeseries))
-            .describe(concat_rules!("`interval` is hour, day, week or month (default hour for at most 2 days, else day; hour for at most 31 days). Every bucket is present, zero-filled: per bucket the figures of `main` (without viewsPerSession), pageviews and unique visitors by the pageview's time, sessions and their bounce rate and duration by the session's time. `date` is YYYY-MM-DD (week: its Monday, month: the 1st) or, for hours, the local time with its offset; a daylight-saving day has 23 or 25 hours. With interval=day, uniqueVisitors is the DAU."))
-            .query(SERIES)
+            .describe(concat_rules!("`interval` is hour, day, week or month (default hour for at most 2 days, else day; hour for at most 31 days). Every bucket is present, zero-filled. Per bucket: totalPageviews, the counted pageviews whose time is in it; uniqueVisitors, the distinct visitors among them; totalSessions, the selected sessions whose first pageview is in it; bounceRate, the share of those with exactly one pageview in percent (2 decimals); avgSessionDuration, their mean duration (last activity − first activity) in seconds (1 decimal). `date` is YYYY-MM-DD (week: its Monday, month: the 1st) or, for hours, the local time with its offset; a daylight-saving day has 23 or 25 hours. With interval=day, uniqueVisitors is the DAU."))
+            .own_query(SERIES)
             .data(schema::stats_series),
     ];
     /// A breakdown's route: its path, summary, what it groups, parameters and row schema.
@@ -367,7 +378,7 @@ fn stats_routes() -> Vec<Route> {
         ($name:literal, $summary:literal, $shape:literal, $query:expr, $data:ident) => {
             Route::new(M::GET, concat!("/websites/{id}/stats/", $name), Account, $summary, h!(stats::breakdown))
                 .describe(concat!($shape, " Rows sort by uniqueVisitors descending, then value ascending (null first), and are paginated. percentage = the row's uniqueVisitors ÷ main's uniqueVisitors with the same filters × 100, 2 decimals. ", session_rules!()))
-                .query($query)
+                .own_query($query)
                 .data(schema::$data)
         };
     }
@@ -394,13 +405,13 @@ fn stats_routes() -> Vec<Route> {
     routes.push(
         Route::new(M::GET, "/websites/{id}/stats/realtime", Account, "Visitors active right now", h!(stats::realtime))
             .describe("activeVisitors: distinct visitors with any activity (pageview, event, heartbeat) in the last 30 seconds (an activity exactly 30 s old counts). pages: the top 10 paths by active visitors, each visitor under the path of their session's latest pageview. Ignores `from` and `to`; takes no filters.")
-            .query(REALTIME)
+            .own_query(REALTIME)
             .data(schema::stats_realtime),
     );
     routes.push(
         Route::new(M::GET, "/websites/{id}/stats/active-users", Account, "Daily, weekly and monthly active visitors", h!(stats::active_users))
             .describe(concat_rules!("dau, wau, mau: distinct visitors with a counted pageview on `date` (default today), in the 7 and in the 30 days ending on it. In cookieless mode a visitor's id changes at local midnight, so wau and mau count a person once per day they came; cookie mode gives true figures."))
-            .query(ACTIVE)
+            .own_query(ACTIVE)
             .data(schema::stats_active),
     );
     routes
@@ -467,6 +478,8 @@ pub struct Ctx {
     pub route: &'static str,
     pub params: Vec<(&'static str, String)>,
     pub query: Vec<(String, String)>,
+    /// Unknown query parameters, for a route that lists them with its own problems.
+    pub query_errors: Vec<String>,
     pub client_ip: IpAddr,
     pub caller: Option<Caller>,
     body: Option<BodyStream>,
@@ -767,13 +780,19 @@ async fn handle(
             ));
         }
     }
-    let query = parse_query(&raw_query, route.query)?;
+    // A route that checks its own parameters reports unknown ones with its other problems.
+    let (query, query_errors) = if route.checks_query {
+        read_query(&raw_query, route.query)
+    } else {
+        (parse_query(&raw_query, route.query)?, Vec::new())
+    };
     let ctx = Ctx {
         app: app.clone(),
         headers,
         route: route.path,
         params,
         query,
+        query_errors,
         client_ip,
         caller,
         body: Some(body),
@@ -804,6 +823,16 @@ fn rate_headers(resp: &mut Response, b: Budget) {
 
 /// Unknown parameters are refused, each named (SPEC 2.3).
 fn parse_query(raw: &str, allowed: &[&str]) -> Result<Vec<(String, String)>> {
+    let (pairs, errors) = read_query(raw, allowed);
+    if errors.is_empty() {
+        Ok(pairs)
+    } else {
+        Err(Error::invalid_all(errors))
+    }
+}
+
+/// The query's pairs, and a problem for each parameter `allowed` does not name.
+fn read_query(raw: &str, allowed: &[&str]) -> (Vec<(String, String)>, Vec<String>) {
     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw.as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
@@ -816,11 +845,7 @@ fn parse_query(raw: &str, allowed: &[&str]) -> Result<Vec<(String, String)>> {
             }
         }
     }
-    if errors.is_empty() {
-        Ok(pairs)
-    } else {
-        Err(Error::invalid_all(errors))
-    }
+    (pairs, errors)
 }
 
 /// Refuses a state-changing request made by another site (SPEC 8.3).

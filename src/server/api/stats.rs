@@ -29,9 +29,10 @@ fn website(ctx: &Ctx) -> Result<impl Future<Output = Result<(i64, String)>> + Se
 async fn request(
     website: impl Future<Output = Result<(i64, String)>>,
     query: &[(String, String)],
+    unknown: &[String],
 ) -> Result<(Request, Vec<String>)> {
     let (site, zone) = website.await?;
-    let mut errors = Vec::new();
+    let mut errors = unknown.to_vec();
     let req = Request::parse(site, &zone, query, now_ms(), &mut errors);
     Ok((req, errors))
 }
@@ -51,7 +52,7 @@ fn done(errors: Vec<String>) -> Result<()> {
 }
 
 pub async fn main(ctx: Ctx) -> Result<Answer> {
-    let (req, mut errors) = request(website(&ctx)?, &ctx.query).await?;
+    let (req, mut errors) = request(website(&ctx)?, &ctx.query, &ctx.query_errors).await?;
     let compare = match param(&ctx.query, "compare") {
         None => false,
         Some("previous") => true,
@@ -71,7 +72,7 @@ pub async fn main(ctx: Ctx) -> Result<Answer> {
 }
 
 pub async fn timeseries(ctx: Ctx) -> Result<Answer> {
-    let (req, mut errors) = request(website(&ctx)?, &ctx.query).await?;
+    let (req, mut errors) = request(website(&ctx)?, &ctx.query, &ctx.query_errors).await?;
     let interval = stats::interval(param(&ctx.query, "interval"), &req.period, &mut errors);
     done(errors)?;
     let r = req.clone();
@@ -84,7 +85,7 @@ pub async fn timeseries(ctx: Ctx) -> Result<Answer> {
 }
 
 pub async fn breakdown(ctx: Ctx) -> Result<Answer> {
-    let (req, mut errors) = request(website(&ctx)?, &ctx.query).await?;
+    let (req, mut errors) = request(website(&ctx)?, &ctx.query, &ctx.query_errors).await?;
     let (limit, page) = match ctx.pagination() {
         Ok(p) => p,
         Err(Error::Invalid { errors: e, .. }) => {
@@ -126,7 +127,7 @@ pub async fn breakdown(ctx: Ctx) -> Result<Answer> {
 }
 
 pub async fn realtime(ctx: Ctx) -> Result<Answer> {
-    let (req, errors) = request(website(&ctx)?, &ctx.query).await?;
+    let (req, errors) = request(website(&ctx)?, &ctx.query, &ctx.query_errors).await?;
     done(errors)?;
     let store = ctx.app.ingest.store.clone();
     let site = req.site;
@@ -140,7 +141,7 @@ pub async fn realtime(ctx: Ctx) -> Result<Answer> {
 
 pub async fn active_users(ctx: Ctx) -> Result<Answer> {
     let (site, zone) = website(&ctx)?.await?;
-    let mut errors = Vec::new();
+    let mut errors = ctx.query_errors.clone();
     let (tz, timezone) = stats::zone(&ctx.query, &zone, &mut errors);
     let date = match param(&ctx.query, "date") {
         None => Some(period::today(&tz, now_ms())),
