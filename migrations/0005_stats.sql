@@ -7,11 +7,15 @@
 -- query builds a dirty bucket from the row tables itself, and a background job rewrites its
 -- block and clears the mark. `jetrack rebuild-aggregates` rewrites every block from the rows.
 
+-- Part 0 of a block is its totals (sessions, bounces, durations, pageviews and the distinct
+-- visitors of its pageviews), all that `main` and `timeseries` without filters need; part 1 is
+-- every record. Keyed by part before bucket, so a period's rows of one part are contiguous.
 CREATE TABLE stats_blocks (
     site   INTEGER NOT NULL REFERENCES sites(num) ON DELETE CASCADE,
+    part   INTEGER NOT NULL,
     bucket INTEGER NOT NULL,                 -- UTC milliseconds / 900,000
     data   BLOB NOT NULL,
-    PRIMARY KEY (site, bucket)
+    PRIMARY KEY (site, part, bucket)
 ) WITHOUT ROWID;
 
 CREATE TABLE stats_dirty (

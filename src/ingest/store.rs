@@ -851,7 +851,7 @@ mod tests {
             .collect::<rusqlite::Result<_>>()
             .unwrap();
         let stored: Vec<(i64, Vec<u8>)> = conn
-            .prepare("SELECT bucket, data FROM stats_blocks")
+            .prepare("SELECT bucket, data FROM stats_blocks WHERE part = 1")
             .unwrap()
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap()

@@ -180,11 +180,6 @@ pub fn build(conn: &Connection, site: i64, bucket: i64) -> Result<Block> {
 pub fn encode(block: &Block, bucket: i64) -> Vec<u8> {
     let base = bucket * BUCKET_MS;
     let mut out = Vec::with_capacity(16 + block.sessions.len() * 40 + block.pageviews.len() * 10);
-    let put = |v: i64, out: &mut Vec<u8>| {
-        let mut buf = [0u8; 10];
-        let n = v.encode_var(&mut buf);
-        out.extend_from_slice(&buf[..n]);
-    };
     put(block.sessions.len() as i64, &mut out);
     put(block.pageviews.len() as i64, &mut out);
     put(block.events.len() as i64, &mut out);
@@ -336,58 +331,185 @@ pub fn decode(data: &[u8], bucket: i64) -> Result<Block> {
     Ok(block)
 }
 
-/// Everything in `[start, end)` of `site`: blocks as stored, marked buckets built from the
-/// rows. Records outside `[start, end)` in the edge buckets are left out.
-pub fn load(conn: &Connection, site: i64, start: i64, end: i64) -> Result<Block> {
-    if start >= end {
-        return Ok(Block::default());
-    }
-    let (first, last) = (bucket_of(start), bucket_of(end - 1));
-    let dirty: HashSet<i64> = conn
+/// The buckets of `site` from `first` to `last` that are marked.
+fn marked(conn: &Connection, site: i64, first: i64, last: i64) -> Result<HashSet<i64>> {
+    Ok(conn
         .prepare_cached(
             "SELECT bucket FROM stats_dirty WHERE site = ?1 AND bucket >= ?2 AND bucket <= ?3",
         )?
         .query_map(params![site, first, last], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut out = Block::default();
-    let mut add = |block: Block| {
-        out.sessions.extend(
-            block
-                .sessions
-                .into_iter()
-                .filter(|(_, s)| s.at.is_some_and(|at| at >= start && at < end)),
-        );
-        out.pageviews.extend(
-            block
-                .pageviews
-                .into_iter()
-                .filter(|p| p.at >= start && p.at < end),
-        );
-        out.events.extend(
-            block
-                .events
-                .into_iter()
-                .filter(|e| e.at >= start && e.at < end),
-        );
-    };
+        .collect::<rusqlite::Result<_>>()?)
+}
+
+/// Calls `f` with each stored part `part` of `site`'s buckets `first..=last` that is not
+/// marked, then answers the marked buckets, in order.
+fn each_stored(
+    conn: &Connection,
+    site: i64,
+    part: i64,
+    (first, last): (i64, i64),
+    mut f: impl FnMut(i64, &[u8]) -> Result<()>,
+) -> Result<Vec<i64>> {
+    let dirty = marked(conn, site, first, last)?;
     let mut stmt = conn.prepare_cached(
-        "SELECT bucket, data FROM stats_blocks WHERE site = ?1 AND bucket >= ?2 AND bucket <= ?3",
+        "SELECT bucket, data FROM stats_blocks
+         WHERE site = ?1 AND part = ?2 AND bucket >= ?3 AND bucket <= ?4",
     )?;
-    let mut rows = stmt.query(params![site, first, last])?;
+    let mut rows = stmt.query(params![site, part, first, last])?;
     while let Some(row) = rows.next()? {
         let bucket: i64 = row.get(0)?;
-        if dirty.contains(&bucket) {
-            continue;
+        if !dirty.contains(&bucket) {
+            f(bucket, row.get_ref(1)?.as_blob().map_err(|_| corrupt())?)?;
         }
-        let data = row.get_ref(1)?.as_blob().map_err(|_| corrupt())?;
-        add(decode(data, bucket)?);
     }
     let mut dirty: Vec<i64> = dirty.into_iter().collect();
     dirty.sort_unstable();
-    for bucket in dirty {
-        add(build(conn, site, bucket)?);
+    Ok(dirty)
+}
+
+/// Calls `f` with what each bucket of `site` holds in `[start, end)` (records outside it in
+/// the edge buckets left out): stored blocks as decoded, marked buckets built from the rows.
+pub fn each(
+    conn: &Connection,
+    site: i64,
+    start: i64,
+    end: i64,
+    mut f: impl FnMut(Block) -> Result<()>,
+) -> Result<()> {
+    if start >= end {
+        return Ok(());
     }
+    let mut clip = |mut block: Block| {
+        let aligned = start % BUCKET_MS == 0 && end % BUCKET_MS == 0;
+        if !aligned {
+            block
+                .sessions
+                .retain(|(_, s)| s.at.is_some_and(|at| at >= start && at < end));
+            block.pageviews.retain(|p| p.at >= start && p.at < end);
+            block.events.retain(|e| e.at >= start && e.at < end);
+        }
+        f(block)
+    };
+    let range = (bucket_of(start), bucket_of(end - 1));
+    let dirty = each_stored(conn, site, RECORDS, range, |bucket, data| {
+        clip(decode(data, bucket)?)
+    })?;
+    for bucket in dirty {
+        clip(build(conn, site, bucket)?)?;
+    }
+    Ok(())
+}
+
+/// Everything in `[start, end)` of `site`, as [`each`] sees it, in one block.
+pub fn load(conn: &Connection, site: i64, start: i64, end: i64) -> Result<Block> {
+    let mut out = Block::default();
+    each(conn, site, start, end, |block| {
+        out.sessions.extend(block.sessions);
+        out.pageviews.extend(block.pageviews);
+        out.events.extend(block.events);
+        Ok(())
+    })?;
     Ok(out)
+}
+
+/// Calls `f` with the totals of each bucket of `site` from `first` to `last` that holds any.
+pub fn each_totals(
+    conn: &Connection,
+    site: i64,
+    (first, last): (i64, i64),
+    mut f: impl FnMut(i64, Totals) -> Result<()>,
+) -> Result<()> {
+    let dirty = each_stored(conn, site, TOTALS, (first, last), |bucket, data| {
+        f(bucket, decode_totals(data)?)
+    })?;
+    for bucket in dirty {
+        f(bucket, Totals::of(&build(conn, site, bucket)?))?;
+    }
+    Ok(())
+}
+
+/// Part numbers of a block's rows in `stats_blocks`.
+const TOTALS: i64 = 0;
+const RECORDS: i64 = 1;
+
+/// What `main` and `timeseries` without filters need of a bucket.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Totals {
+    /// Sessions whose first pageview is in the bucket, and of those: with one pageview, the
+    /// sum of their durations and of their pageviews.
+    pub sessions: u64,
+    pub bounces: u64,
+    pub duration_ms: i64,
+    pub views: i64,
+    /// Pageviews in the bucket, and their distinct visitors, ascending.
+    pub pageviews: u64,
+    pub visitors: Vec<i64>,
+}
+
+impl Totals {
+    pub fn of(block: &Block) -> Totals {
+        let mut visitors: Vec<i64> = block.pageviews.iter().map(|p| p.visitor).collect();
+        visitors.sort_unstable();
+        visitors.dedup();
+        let mut t = Totals {
+            pageviews: block.pageviews.len() as u64,
+            visitors,
+            ..Totals::default()
+        };
+        for (_, s) in &block.sessions {
+            t.sessions += 1;
+            t.bounces += u64::from(s.pageviews == 1);
+            t.duration_ms += s.last_at - s.first_at;
+            t.views += s.pageviews;
+        }
+        t
+    }
+}
+
+fn put(v: i64, out: &mut Vec<u8>) {
+    let mut buf = [0u8; 10];
+    let n = v.encode_var(&mut buf);
+    out.extend_from_slice(&buf[..n]);
+}
+
+fn encode_totals(t: &Totals) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + t.visitors.len() * 3);
+    for v in [
+        t.sessions as i64,
+        t.bounces as i64,
+        t.duration_ms,
+        t.views,
+        t.pageviews as i64,
+    ] {
+        put(v, &mut out);
+    }
+    put(t.visitors.len() as i64, &mut out);
+    let mut last = 0;
+    for &v in &t.visitors {
+        put(v - last, &mut out);
+        last = v;
+    }
+    out
+}
+
+fn decode_totals(data: &[u8]) -> Result<Totals> {
+    let mut r = Reader { data, pos: 0 };
+    let mut t = Totals {
+        sessions: r.int()? as u64,
+        bounces: r.int()? as u64,
+        duration_ms: r.int()?,
+        views: r.int()?,
+        pageviews: r.int()? as u64,
+        visitors: Vec::new(),
+    };
+    let n = usize::try_from(r.int()?).unwrap_or(0).min(data.len());
+    t.visitors.reserve(n);
+    let mut last = 0;
+    for _ in 0..n {
+        last += r.int()?;
+        t.visitors.push(last);
+    }
+    Ok(t)
 }
 
 /// Rewrites the block of one marked bucket and clears its mark, in the caller's transaction.
@@ -397,11 +519,17 @@ pub fn rewrite(conn: &Connection, site: i64, bucket: i64) -> Result<()> {
         conn.prepare_cached("DELETE FROM stats_blocks WHERE site = ?1 AND bucket = ?2")?
             .execute(params![site, bucket])?;
     } else {
-        conn.prepare_cached(
-            "INSERT INTO stats_blocks (site, bucket, data) VALUES (?1, ?2, ?3)
-             ON CONFLICT (site, bucket) DO UPDATE SET data = excluded.data",
-        )?
-        .execute(params![site, bucket, encode(&block, bucket)])?;
+        let mut stmt = conn.prepare_cached(
+            "INSERT INTO stats_blocks (site, part, bucket, data) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (site, part, bucket) DO UPDATE SET data = excluded.data",
+        )?;
+        stmt.execute(params![
+            site,
+            TOTALS,
+            bucket,
+            encode_totals(&Totals::of(&block))
+        ])?;
+        stmt.execute(params![site, RECORDS, bucket, encode(&block, bucket)])?;
     }
     conn.prepare_cached("DELETE FROM stats_dirty WHERE site = ?1 AND bucket = ?2")?
         .execute(params![site, bucket])?;
@@ -500,6 +628,23 @@ mod tests {
         let data = encode(&block, bucket);
         assert_eq!(decode(&data, bucket).unwrap(), block);
         assert!(decode(&data[..data.len() - 3], bucket).is_err());
+    }
+
+    #[test]
+    fn totals_survive_encoding() {
+        let t = Totals {
+            sessions: 3,
+            bounces: 1,
+            duration_ms: 123_456,
+            views: 7,
+            pageviews: 9,
+            visitors: vec![3, 4, 90, 1 << 33],
+        };
+        assert_eq!(decode_totals(&encode_totals(&t)).unwrap(), t);
+        assert_eq!(
+            decode_totals(&encode_totals(&Totals::default())).unwrap(),
+            Totals::default()
+        );
     }
 
     #[test]

@@ -351,6 +351,14 @@ pub struct Tally {
 }
 
 impl Tally {
+    fn add_totals(&mut self, t: &blocks::Totals) {
+        self.pageviews += t.pageviews;
+        self.sessions += t.sessions;
+        self.bounces += t.bounces;
+        self.duration_ms += t.duration_ms;
+        self.views += t.views;
+    }
+
     fn add_session(&mut self, s: &Session) {
         self.sessions += 1;
         self.bounces += u64::from(s.pageviews == 1);
@@ -446,8 +454,39 @@ impl PerGroup {
     }
 }
 
+/// Whether every boundary falls on a bucket's, so that whole buckets' totals compose them.
+fn aligned(bounds: impl IntoIterator<Item = i64>) -> bool {
+    bounds
+        .into_iter()
+        .all(|b| b.rem_euclid(blocks::BUCKET_MS) == 0)
+}
+
+/// The buckets from the one holding `start` to the one holding `end - 1`.
+fn bucket_range(start: i64, end: i64) -> (i64, i64) {
+    (blocks::bucket_of(start), blocks::bucket_of(end - 1))
+}
+
 /// The totals of `main` over `period`.
 pub fn main(conn: &Connection, site: i64, period: &Period, filters: &Filters) -> Result<Tally> {
+    if filters.is_empty() && aligned([period.start, period.end]) {
+        // Whole buckets: their totals are enough.
+        let mut tally = Tally::default();
+        let mut visitors = Visitors::default();
+        if period.start < period.end {
+            blocks::each_totals(
+                conn,
+                site,
+                bucket_range(period.start, period.end),
+                |_, t| {
+                    tally.add_totals(&t);
+                    t.visitors.iter().for_each(|&v| visitors.insert(v));
+                    Ok(())
+                },
+            )?;
+        }
+        tally.visitors = visitors.len();
+        return Ok(tally);
+    }
     let loaded = Loaded::load(conn, site, period.start, period.end, filters, false)?;
     let mut tally = Tally::default();
     let mut visitors = Visitors::default();
@@ -470,8 +509,32 @@ pub fn timeseries(
     filters: &Filters,
     starts: &[i64],
 ) -> Result<Vec<Tally>> {
-    let loaded = Loaded::load(conn, site, period.start, period.end, filters, false)?;
     let mut tallies = vec![Tally::default(); starts.len()];
+    if period.start >= period.end {
+        return Ok(tallies);
+    }
+    if filters.is_empty() && aligned(starts.iter().copied().chain([period.end])) {
+        let mut visitors = PerGroup::default();
+        blocks::each_totals(
+            conn,
+            site,
+            bucket_range(period.start, period.end),
+            |bucket, t| {
+                if let Some(i) = bucket_of(starts, bucket * blocks::BUCKET_MS) {
+                    tallies[i].add_totals(&t);
+                    t.visitors
+                        .iter()
+                        .for_each(|&v| visitors.insert(i as u32, v));
+                }
+                Ok(())
+            },
+        )?;
+        for (tally, n) in tallies.iter_mut().zip(visitors.counts(starts.len())) {
+            tally.visitors = n;
+        }
+        return Ok(tallies);
+    }
+    let loaded = Loaded::load(conn, site, period.start, period.end, filters, false)?;
     let mut visitors = PerGroup::default();
     for p in loaded.counted_pageviews() {
         if let Some(i) = bucket_of(starts, p.at) {
@@ -610,49 +673,85 @@ pub fn breakdown(
     group: &Group,
 ) -> Result<(Vec<Row>, u64)> {
     let with_events = matches!(group, Group::Events | Group::EventProp { .. });
-    let loaded = Loaded::load(conn, site, period.start, period.end, filters, with_events)?;
     let mut all_visitors = Visitors::default();
+    let mut rows = Rows::default();
+    if filters.is_empty() {
+        // Everything counts: one block at a time, nothing kept but the rows.
+        blocks::each(conn, site, period.start, period.end, |block| {
+            block
+                .pageviews
+                .iter()
+                .for_each(|p| all_visitors.insert(p.visitor));
+            let sessions = block.sessions.iter().map(|(_, s)| s);
+            rows.add_all(
+                group,
+                block.pageviews.iter(),
+                sessions.filter(|s| s.pageviews > 0),
+                block.events.iter(),
+            );
+            Ok(())
+        })?;
+        return Ok((rows.into_rows(), all_visitors.len()));
+    }
+    let loaded = Loaded::load(conn, site, period.start, period.end, filters, with_events)?;
     for p in loaded.counted_pageviews() {
         all_visitors.insert(p.visitor);
     }
-    let mut rows = Rows::default();
-    match group {
-        Group::Pages | Group::Hostnames => {
-            for p in loaded.counted_pageviews() {
-                let value = if *group == Group::Pages {
-                    p.path
-                } else {
-                    p.hostname
-                };
-                rows.add(Key::Number(value), p.visitor, false);
-            }
-        }
-        Group::Sessions(dim) => {
-            for s in loaded.counted_sessions() {
-                let key = s.attrs[*dim as usize].map_or(Key::Empty, Key::Number);
-                rows.add(key, s.visitor, s.pageviews == 1);
-            }
-        }
-        Group::Events => {
-            for e in loaded.counted_events() {
-                rows.add(Key::Number(e.name), e.visitor, false);
-            }
-        }
-        Group::EventProp { name, prop } => {
-            for e in loaded.counted_events() {
-                if Some(e.name) != *name {
-                    continue;
+    rows.add_all(
+        group,
+        loaded.counted_pageviews(),
+        loaded.counted_sessions(),
+        loaded.counted_events(),
+    );
+    Ok((rows.into_rows(), all_visitors.len()))
+}
+
+impl Rows {
+    /// Adds what `group` groups of these counted pageviews, sessions and events.
+    fn add_all<'a>(
+        &mut self,
+        group: &Group,
+        pageviews: impl Iterator<Item = &'a Pageview>,
+        sessions: impl Iterator<Item = &'a Session>,
+        events: impl Iterator<Item = &'a Event>,
+    ) {
+        match group {
+            Group::Pages | Group::Hostnames => {
+                for p in pageviews {
+                    let value = if *group == Group::Pages {
+                        p.path
+                    } else {
+                        p.hostname
+                    };
+                    self.add(Key::Number(value), p.visitor, false);
                 }
-                let value = e
-                    .props
-                    .as_deref()
-                    .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
-                    .and_then(|props| props.get(prop).map(prop_text));
-                rows.add(value.map_or(Key::Empty, Key::Text), e.visitor, false);
+            }
+            Group::Sessions(dim) => {
+                for s in sessions {
+                    let key = s.attrs[*dim as usize].map_or(Key::Empty, Key::Number);
+                    self.add(key, s.visitor, s.pageviews == 1);
+                }
+            }
+            Group::Events => {
+                for e in events {
+                    self.add(Key::Number(e.name), e.visitor, false);
+                }
+            }
+            Group::EventProp { name, prop } => {
+                for e in events {
+                    if Some(e.name) != *name {
+                        continue;
+                    }
+                    let value = e
+                        .props
+                        .as_deref()
+                        .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
+                        .and_then(|props| props.get(prop).map(prop_text));
+                    self.add(value.map_or(Key::Empty, Key::Text), e.visitor, false);
+                }
             }
         }
     }
-    Ok((rows.into_rows(), all_visitors.len()))
 }
 
 fn prop_text(v: &serde_json::Value) -> String {
