@@ -20,26 +20,23 @@ use crate::error::Result;
 use engine::{Dim, Filters, Group, Key, Tally, Want};
 use period::{Interval, MAX_DAYS, MAX_HOURLY_DAYS, Period};
 
+/// A list of query parameters: those before `;`, the filters of SPEC 2.6 in its order, then
+/// those after. The one place the filters are spelled.
+#[macro_export]
+macro_rules! stats_params {
+    ($($before:literal),* ; $($after:literal),*) => {
+        [
+            $($before,)*
+            "hostname", "path", "entryPage", "exitPage", "referrer", "utmSource", "utmMedium",
+            "utmCampaign", "utmTerm", "utmContent", "country", "browser", "os", "device",
+            "language", "screen", "event",
+            $($after,)*
+        ]
+    };
+}
+
 /// The filter parameters, in the order SPEC 2.6 lists them.
-pub const FILTERS: [&str; 17] = [
-    "hostname",
-    "path",
-    "entryPage",
-    "exitPage",
-    "referrer",
-    "utmSource",
-    "utmMedium",
-    "utmCampaign",
-    "utmTerm",
-    "utmContent",
-    "country",
-    "browser",
-    "os",
-    "device",
-    "language",
-    "screen",
-    "event",
-];
+pub const FILTERS: [&str; 17] = stats_params!(;);
 
 /// The value of a filter that selects the empty value.
 pub const NONE: &str = "(none)";
