@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use aho_corasick::AhoCorasick;
 use reqwest::blocking::{Client, Response};
+use rusqlite::types::ValueRef;
 use serde_json::{Value, json};
 
 use common::ingest::{CHROME, collector, db, dropped, pageview, website};
@@ -268,10 +269,13 @@ impl Needles {
 
 /// Random-looking values the database holds by design (visitor hashes, timestamps, salts,
 /// token hashes), in every width SQLite may store them, indexed by each 4-byte window: a
-/// 4-byte IPv4 pattern can turn up inside one of them by chance, which is not a leak.
+/// 4-byte IPv4 pattern can turn up inside one of them by chance, which is not a leak. Also the
+/// statistics blocks, varints computed from those stored rows: a match whose surrounding bytes
+/// occur in a block is chance too (older copies of a block in the WAL share its records).
 #[derive(Default)]
 struct Known {
     windows: HashMap<[u8; 4], Vec<(Vec<u8>, usize)>>,
+    blocks: Vec<Vec<u8>>,
 }
 
 impl Known {
@@ -298,6 +302,32 @@ impl Known {
         for b in stmt.query_map([], |r| r.get::<_, Vec<u8>>(0)).unwrap() {
             known.add(&b.unwrap());
         }
+        // Each row's values as SQLite lays them out one after another in a record, where
+        // small integers side by side (a visit id, a name id) and the start of a text can
+        // spell 4 bytes of an address.
+        for table in ["visits", "pageviews", "events"] {
+            let mut stmt = conn.prepare(&format!("SELECT * FROM {table}")).unwrap();
+            let columns = stmt.column_count();
+            let mut rows = stmt.query([]).unwrap();
+            while let Some(row) = rows.next().unwrap() {
+                let mut record = Vec::new();
+                for i in 0..columns {
+                    match row.get_ref(i).unwrap() {
+                        ValueRef::Integer(v) => record.extend(sqlite_int(v)),
+                        ValueRef::Text(b) | ValueRef::Blob(b) => record.extend_from_slice(b),
+                        ValueRef::Real(f) => record.extend(f.to_be_bytes()),
+                        ValueRef::Null => {}
+                    }
+                }
+                known.add(&record);
+            }
+        }
+        let mut stmt = conn
+            .prepare("SELECT data FROM stats_blocks")
+            .expect("blocks");
+        for b in stmt.query_map([], |r| r.get::<_, Vec<u8>>(0)).unwrap() {
+            known.blocks.push(b.unwrap());
+        }
         known
     }
 
@@ -311,15 +341,38 @@ impl Known {
         }
     }
 
-    /// Whether the 4 bytes at `pos` lie inside one of the known values.
+    /// Whether the 4 bytes at `pos` lie inside one of the known values, or they and the 6
+    /// bytes either side of them occur in a statistics block.
     fn explains(&self, bytes: &[u8], pos: usize) -> bool {
         let key: [u8; 4] = bytes[pos..pos + 4].try_into().unwrap();
-        self.windows.get(&key).is_some_and(|found| {
+        let in_value = self.windows.get(&key).is_some_and(|found| {
             found.iter().any(|(value, at)| {
                 pos >= *at && bytes.get(pos - at..pos - at + value.len()) == Some(value.as_slice())
             })
-        })
+        });
+        let around = &bytes[pos.saturating_sub(6)..(pos + 10).min(bytes.len())];
+        in_value
+            || self
+                .blocks
+                .iter()
+                .any(|b| b.windows(around.len()).any(|w| w == around))
     }
+}
+
+/// An integer's bytes in an SQLite record: 0 and 1 take none, others the fewest of 1, 2, 3,
+/// 4, 6 or 8 big-endian bytes that hold them.
+fn sqlite_int(v: i64) -> Vec<u8> {
+    if v == 0 || v == 1 {
+        return Vec::new();
+    }
+    let width = [1usize, 2, 3, 4, 6]
+        .into_iter()
+        .find(|w| {
+            let half = 1i64 << (8 * w - 1);
+            (-half..half).contains(&v)
+        })
+        .unwrap_or(8);
+    v.to_be_bytes()[8 - width..].to_vec()
 }
 
 /// Whether `pos` is in SQLite's own bookkeeping, whose checksums and salts are random: the
@@ -446,8 +499,14 @@ fn assert_data_dir_clean(
             .collect::<Vec<_>>()
             .join("\n")
     );
+    // A page is copied into the WAL each time it is written: count distinct matches.
+    let distinct: HashSet<&str> = found
+        .by_chance
+        .iter()
+        .map(|line| line.rsplit_once(": ").map_or(line.as_str(), |(_, hex)| hex))
+        .collect();
     assert!(
-        found.by_chance.len() <= 3,
+        distinct.len() <= 3,
         "{when}: too many raw IPv4 addresses inside stored random values to be chance:\n{}",
         found.by_chance.join("\n")
     );
@@ -613,6 +672,25 @@ fn the_search_finds_every_form_of_an_address() {
     known.add(&raw[38..46]);
     let found = find("jetrack.db", &raw, &known);
     assert_eq!((found.leaks.len(), found.by_chance.len()), (1, 1));
+    // Inside a statistics block (or an older copy of one), too; elsewhere, a leak.
+    let mut in_block = Known::default();
+    in_block.blocks.push(raw[30..56].to_vec());
+    let found = find("jetrack.db", &raw[4..], &in_block);
+    assert_eq!((found.leaks.len(), found.by_chance.len()), (1, 1));
+    in_block.blocks[0][16] ^= 1;
+    assert_eq!(find("jetrack.db", &raw, &in_block).leaks.len(), 2);
+    // Across a row's values: a visit id's last byte, a name id, the first letter of a text.
+    let o = ip4.octets();
+    let record = [
+        sqlite_int(0x0300 | i64::from(o[0])),
+        sqlite_int(i64::from(o[1]) << 8 | i64::from(o[2])),
+        vec![o[3], b'x'],
+    ]
+    .concat();
+    assert_eq!(find("jetrack.db", &record, &none).leaks.len(), 1);
+    let mut rows = Known::default();
+    rows.add(&record);
+    assert_eq!(find("jetrack.db", &record, &rows).by_chance.len(), 1);
     // In a WAL (page size 16 here), only the frame headers are SQLite's own.
     let mut wal = vec![0u8; 32 + 2 * 40];
     wal[8..12].copy_from_slice(&16u32.to_be_bytes());
