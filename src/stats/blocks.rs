@@ -15,9 +15,10 @@
 use std::collections::{HashMap, HashSet};
 
 use integer_encoding::VarInt;
+use rusqlite::types::FromSql;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::engine::{DIM_COLUMNS, DIMS, Dim, Event, Pageview, Session, country_number};
+use super::engine::{DIMS, Event, Pageview, SESSION_COLUMNS, Session, session_from_row};
 use crate::error::{Error, Result};
 
 /// Length of a bucket: 15 minutes, the greatest common divisor of the UTC offsets in use.
@@ -79,6 +80,26 @@ impl Numbers<'_> {
     }
 }
 
+/// The rows of `table` (pageviews or events) of `site` in `[start, end)` in time order: time,
+/// visit, the visit's visitor hash, and two more `columns` (of `x`, the table).
+fn activity<A: FromSql, B: FromSql>(
+    conn: &Connection,
+    table: &str,
+    columns: &str,
+    site: i64,
+    start: i64,
+    end: i64,
+) -> Result<Vec<(i64, i64, i64, A, B)>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT x.at, x.visit, v.visitor, {columns} FROM {table} x JOIN visits v ON v.id = x.visit
+         WHERE x.site = ?1 AND x.at >= ?2 AND x.at < ?3 ORDER BY x.at, x.seq"
+    ))?;
+    let rows = stmt.query_map(params![site, start, end], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// Builds the block of `bucket` from the row tables.
 pub fn build(conn: &Connection, site: i64, bucket: i64) -> Result<Block> {
     let (start, end) = (bucket * BUCKET_MS, (bucket + 1) * BUCKET_MS);
@@ -89,18 +110,10 @@ pub fn build(conn: &Connection, site: i64, bucket: i64) -> Result<Block> {
     };
     let mut block = Block::default();
 
-    let mut stmt = conn.prepare_cached(
-        "SELECT p.at, p.visit, v.visitor, p.hostname, p.path
-         FROM pageviews p JOIN visits v ON v.id = p.visit
-         WHERE p.site = ?1 AND p.at >= ?2 AND p.at < ?3 ORDER BY p.at, p.seq",
-    )?;
-    let rows = stmt
-        .query_map(params![site, start, end], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })?
-        .collect::<rusqlite::Result<Vec<(i64, i64, i64, i64, i64)>>>()?;
     let mut visits = Vec::new();
-    for (at, visit, visitor, hostname, path) in rows {
+    for (at, visit, visitor, hostname, path) in
+        activity(conn, "pageviews", "x.hostname, x.path", site, start, end)?
+    {
         visits.push(visit);
         block.pageviews.push(Pageview {
             at,
@@ -110,18 +123,9 @@ pub fn build(conn: &Connection, site: i64, bucket: i64) -> Result<Block> {
             path,
         });
     }
-
-    let mut stmt = conn.prepare_cached(
-        "SELECT e.at, e.visit, v.visitor, e.name, e.props
-         FROM events e JOIN visits v ON v.id = e.visit
-         WHERE e.site = ?1 AND e.at >= ?2 AND e.at < ?3 ORDER BY e.at, e.seq",
-    )?;
-    let rows = stmt
-        .query_map(params![site, start, end], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })?
-        .collect::<rusqlite::Result<Vec<(i64, i64, i64, i64, Option<String>)>>>()?;
-    for (at, visit, visitor, name, props) in rows {
+    for (at, visit, visitor, name, props) in
+        activity(conn, "events", "x.name, x.props", site, start, end)?
+    {
         block.events.push(Event {
             at,
             visit,
@@ -135,41 +139,19 @@ pub fn build(conn: &Connection, site: i64, bucket: i64) -> Result<Block> {
     visits.sort_unstable();
     visits.dedup();
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT id, visitor, first_at, last_at, pv_first_at, pageviews, events, {DIM_COLUMNS}
+        "SELECT visitor, {SESSION_COLUMNS}
          FROM visits WHERE id = ?1 AND pv_first_at >= ?2 AND pv_first_at < ?3"
     ))?;
     for id in visits {
-        let Some((visitor, session)) = stmt
+        let row = stmt
             .query_row(params![id, start, end], |r| {
-                let mut attrs = [None; DIMS];
-                for (i, slot) in attrs.iter_mut().enumerate() {
-                    *slot = if i == Dim::Country as usize {
-                        r.get::<_, Option<String>>(7 + i)?
-                            .and_then(|c| country_number(&c))
-                    } else {
-                        r.get(7 + i)?
-                    };
-                }
-                Ok((
-                    r.get::<_, i64>(1)?,
-                    Session {
-                        visitor: 0,
-                        first_at: r.get(2)?,
-                        last_at: r.get(3)?,
-                        at: r.get(4)?,
-                        pageviews: r.get(5)?,
-                        events: r.get(6)?,
-                        attrs,
-                    },
-                ))
+                Ok((r.get::<_, i64>(0)?, session_from_row(r, 1)?))
             })
-            .optional()?
-        else {
-            continue;
-        };
-        let mut session = session;
-        session.visitor = numbers.of(visitor)?;
-        block.sessions.push((id, session));
+            .optional()?;
+        if let Some((visitor, mut session)) = row {
+            session.visitor = numbers.of(visitor)?;
+            block.sessions.push((id, session));
+        }
     }
     block.sessions.sort_by_key(|(id, s)| (s.at, *id));
     Ok(block)
@@ -580,6 +562,7 @@ pub fn mark_all(conn: &Connection, site: Option<i64>) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::engine::{Dim, country_number};
 
     #[test]
     fn a_block_survives_encoding() {

@@ -1,14 +1,15 @@
 //! The figures of SPEC 4, computed from the stored sessions, pageviews and events.
 //!
-//! A query loads what its period holds (the sessions whose time is in it, the pageviews and
-//! events in it, and with filters every session those belong to), selects sessions by the
-//! filters, and counts in memory. Distinct visitors are counted exactly, with sets.
+//! A query streams the blocks of its period (`super::blocks`), selects sessions by the
+//! filters with bit sets over visit ids, and counts as it goes (`count`); distinct visitors
+//! are counted exactly, with bit sets over visitor numbers. Without filters, `main` and
+//! `timeseries` read only the blocks' totals.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use rusqlite::Connection;
 
-use super::blocks::{self, Block};
+use super::blocks;
 use super::period::{Period, bucket_of};
 use crate::error::Result;
 
@@ -33,10 +34,6 @@ pub enum Dim {
 }
 
 pub(crate) const DIMS: usize = 15;
-
-/// The columns of `visits` behind each [`Dim`], in order.
-pub(crate) const DIM_COLUMNS: &str = "entry, exit, hostname, referrer, utm_source, utm_medium, utm_campaign, \
-     utm_term, utm_content, country, browser, os, device, language, screen";
 
 /// A filter's wanted value: the empty value (`(none)`), or a string's number (`None` inside
 /// when the string was never stored, so nothing matches).
@@ -122,20 +119,33 @@ pub struct Event {
     pub props: Option<String>,
 }
 
-/// What one period holds, with the selection of its filters.
-struct Loaded<'f> {
-    filters: &'f Filters,
-    start: i64,
-    end: i64,
-    /// The sessions whose time is in the period, then (with filters) those that started
-    /// outside it but have counted activity in it.
-    sessions: Vec<(i64, Session)>,
-    /// With filters: whether the filters select each session (by position), and where each
-    /// visit id is.
-    selection: Vec<bool>,
-    index: HashMap<i64, usize>,
-    pageviews: Vec<Pageview>,
-    events: Vec<Event>,
+/// The columns of `visits` that [`session_from_row`] reads.
+pub(crate) const SESSION_COLUMNS: &str = "first_at, last_at, pv_first_at, pageviews, events, \
+     entry, exit, hostname, referrer, utm_source, utm_medium, utm_campaign, utm_term, \
+     utm_content, country, browser, os, device, language, screen";
+
+/// A session from [`SESSION_COLUMNS`] of a row, starting at column `from`; its visitor number
+/// is left 0.
+pub(crate) fn session_from_row(r: &rusqlite::Row, from: usize) -> rusqlite::Result<Session> {
+    let mut attrs = [None; DIMS];
+    for (i, slot) in attrs.iter_mut().enumerate() {
+        let column = from + 5 + i;
+        *slot = if i == Dim::Country as usize {
+            r.get::<_, Option<String>>(column)?
+                .and_then(|c| country_number(&c))
+        } else {
+            r.get(column)?
+        };
+    }
+    Ok(Session {
+        visitor: 0,
+        first_at: r.get(from)?,
+        last_at: r.get(from + 1)?,
+        at: r.get(from + 2)?,
+        pageviews: r.get(from + 3)?,
+        events: r.get(from + 4)?,
+        attrs,
+    })
 }
 
 /// Sessions by visit id, straight from `visits` (those that started outside a period but
@@ -143,31 +153,10 @@ struct Loaded<'f> {
 fn sessions_by_id(conn: &Connection, ids: &[i64]) -> Result<Vec<(i64, Session)>> {
     let mut out = Vec::with_capacity(ids.len());
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT first_at, last_at, pv_first_at, pageviews, events, {DIM_COLUMNS}
-         FROM visits WHERE id = ?1"
+        "SELECT {SESSION_COLUMNS} FROM visits WHERE id = ?1"
     ))?;
     for &id in ids {
-        let row = stmt.query_row([id], |r| {
-            let mut attrs = [None; DIMS];
-            for (i, slot) in attrs.iter_mut().enumerate() {
-                *slot = if i == Dim::Country as usize {
-                    r.get::<_, Option<String>>(5 + i)?
-                        .and_then(|c| country_number(&c))
-                } else {
-                    r.get(5 + i)?
-                };
-            }
-            Ok(Session {
-                visitor: 0,
-                first_at: r.get(0)?,
-                last_at: r.get(1)?,
-                at: r.get(2)?,
-                pageviews: r.get(3)?,
-                events: r.get(4)?,
-                attrs,
-            })
-        });
-        match row {
+        match stmt.query_row([id], |r| session_from_row(r, 0)) {
             Ok(session) => out.push((id, session)),
             Err(rusqlite::Error::QueryReturnedNoRows) => {}
             Err(e) => return Err(e.into()),
@@ -176,167 +165,235 @@ fn sessions_by_id(conn: &Connection, ids: &[i64]) -> Result<Vec<(i64, Session)>>
     Ok(out)
 }
 
-impl<'f> Loaded<'f> {
-    fn load(
-        conn: &Connection,
-        site: i64,
-        start: i64,
-        end: i64,
-        filters: &'f Filters,
-        with_events: bool,
-    ) -> Result<Loaded<'f>> {
-        let block = blocks::load(conn, site, start, end)?;
-        let mut loaded = Loaded {
+/// What a query does with what counts: the tallies of `main`, `timeseries` and the
+/// breakdowns.
+trait Sink {
+    fn pageview(&mut self, p: &Pageview);
+    fn session(&mut self, s: &Session);
+    fn event(&mut self, _e: &Event) {}
+}
+
+/// Which sessions the filters select (SPEC 4 "Selection"), by visit id.
+struct Selection<'f> {
+    filters: &'f Filters,
+    /// Sessions whose own attributes are known.
+    seen: Bits,
+    /// Sessions with pageviews whose attributes match (and without events when asked).
+    matching: Bits,
+    /// Sessions with a pageview of the wanted path, hostname, an event of the wanted name
+    /// (when filtered by them), anywhere in the session, also outside the period.
+    with_path: Option<Bits>,
+    with_hostname: Option<Bits>,
+    with_event: Option<Bits>,
+    /// From the earliest start to the latest end of the sessions seen.
+    window: (i64, i64),
+}
+
+impl<'f> Selection<'f> {
+    fn new(filters: &'f Filters, start: i64, end: i64) -> Selection<'f> {
+        let some_if = |yes: bool| yes.then(Bits::default);
+        Selection {
             filters,
-            start,
-            end,
-            sessions: block.sessions,
-            selection: Vec::new(),
-            index: HashMap::new(),
-            pageviews: block.pageviews,
-            events: if with_events || filters.event.is_some() {
-                block.events
-            } else {
-                Vec::new()
-            },
-        };
-        if !filters.is_empty() {
-            let mut sessions: HashMap<i64, Session> =
-                std::mem::take(&mut loaded.sessions).into_iter().collect();
-            // Every session a counted pageview or event could belong to.
-            let mut missing: Vec<i64> = loaded
-                .pageviews
-                .iter()
-                .map(|p| p.visit)
-                .chain(loaded.events.iter().map(|e| e.visit))
-                .filter(|id| !sessions.contains_key(id))
-                .collect();
-            missing.sort_unstable();
-            missing.dedup();
-            sessions.extend(sessions_by_id(conn, &missing)?);
-            // Filters on what a session contains look at all of its activity, also outside
-            // the period.
-            let window = sessions
-                .values()
-                .filter(|s| s.pageviews > 0)
-                .fold((start, end), |(a, b), s| {
-                    (a.min(s.first_at), b.max(s.last_at + 1))
-                });
-            let mut before = Block::default();
-            let mut after = Block::default();
-            if filters.path.is_some() || filters.hostname.is_some() || filters.event.is_some() {
-                before = blocks::load(conn, site, window.0, start)?;
-                after = blocks::load(conn, site, end, window.1)?;
-            }
-            let pageviews = || {
-                before
-                    .pageviews
-                    .iter()
-                    .chain(&loaded.pageviews)
-                    .chain(&after.pageviews)
-            };
-            let containing = |want: &Option<Want>, field: fn(&Pageview) -> i64| {
-                want.as_ref().map(|want| match want {
-                    Want::Value(Some(v)) => pageviews()
-                        .filter(|p| field(p) == *v)
-                        .map(|p| p.visit)
-                        .collect(),
-                    // No pageview has an empty path or hostname.
-                    Want::Value(None) | Want::Empty => HashSet::new(),
-                })
-            };
-            let with_path: Option<HashSet<i64>> = containing(&filters.path, |p| p.path);
-            let with_hostname: Option<HashSet<i64>> = containing(&filters.hostname, |p| p.hostname);
-            let with_event: Option<HashSet<i64>> = match &filters.event {
-                Some(Want::Value(name)) => Some(
-                    before
-                        .events
-                        .iter()
-                        .chain(&loaded.events)
-                        .chain(&after.events)
-                        .filter(|e| Some(e.name) == *name)
-                        .map(|e| e.visit)
-                        .collect(),
-                ),
-                _ => None,
-            };
-            // SPEC 4 "Selection".
-            let selected = |id: i64, s: &Session| {
-                s.pageviews > 0
-                    && filters
-                        .attrs
-                        .iter()
-                        .all(|(dim, want)| want.matches(s.attrs[*dim as usize]))
-                    && with_path.as_ref().is_none_or(|set| set.contains(&id))
-                    && with_hostname.as_ref().is_none_or(|set| set.contains(&id))
-                    && match &filters.event {
-                        None => true,
-                        Some(Want::Empty) => s.events == 0,
-                        Some(Want::Value(_)) => {
-                            with_event.as_ref().is_some_and(|set| set.contains(&id))
-                        }
-                    }
-            };
-            loaded.sessions = sessions.into_iter().collect();
-            loaded.selection = loaded
-                .sessions
-                .iter()
-                .map(|(id, s)| selected(*id, s))
-                .collect();
-            loaded.index = loaded
-                .sessions
-                .iter()
-                .enumerate()
-                .map(|(i, (id, _))| (*id, i))
-                .collect();
+            seen: Bits::default(),
+            matching: Bits::default(),
+            with_path: some_if(filters.path.is_some()),
+            with_hostname: some_if(filters.hostname.is_some()),
+            with_event: some_if(matches!(filters.event, Some(Want::Value(_)))),
+            window: (start, end),
         }
-        Ok(loaded)
     }
 
-    /// Whether the filters select the session of visit `id`.
-    fn selected(&self, id: i64) -> bool {
-        self.index.get(&id).is_some_and(|&i| self.selection[i])
+    /// Whether the selection depends on what sessions contain, not only on their attributes.
+    fn on_contents(&self) -> bool {
+        self.with_path.is_some() || self.with_hostname.is_some() || self.with_event.is_some()
     }
 
-    /// The pageviews that count: in the period, of selected sessions, and of the filtered path
-    /// and hostname.
-    fn counted_pageviews(&self) -> impl Iterator<Item = &Pageview> {
+    fn see(&mut self, id: i64, s: &Session) {
+        self.seen.insert(id);
         let f = self.filters;
-        let all = f.is_empty();
-        self.pageviews.iter().filter(move |p| {
-            all || (self.selected(p.visit)
-                && f.path.as_ref().is_none_or(|w| w.matches(Some(p.path)))
-                && f.hostname
-                    .as_ref()
-                    .is_none_or(|w| w.matches(Some(p.hostname))))
-        })
+        if s.pageviews > 0
+            && f.attrs
+                .iter()
+                .all(|(dim, want)| want.matches(s.attrs[*dim as usize]))
+            && (f.event != Some(Want::Empty) || s.events == 0)
+        {
+            self.matching.insert(id);
+            self.window = (
+                self.window.0.min(s.first_at),
+                self.window.1.max(s.last_at + 1),
+            );
+        }
     }
 
-    /// The sessions that count: selected, with their time in the period.
-    fn counted_sessions(&self) -> impl Iterator<Item = &Session> {
-        let all = self.filters.is_empty();
-        self.sessions
-            .iter()
-            .enumerate()
-            .filter(move |(i, (_, s))| {
-                s.at.is_some_and(|at| at >= self.start && at < self.end)
-                    && if all {
-                        s.pageviews > 0
-                    } else {
-                        self.selection[*i]
-                    }
-            })
-            .map(|(_, (_, s))| s)
+    /// Notes what a pageview or an event tells about its session's contents.
+    fn contents(&mut self, pageviews: &[Pageview], events: &[Event]) {
+        let f = self.filters;
+        for (bits, want, field) in [
+            (
+                &mut self.with_path,
+                &f.path,
+                (|p: &Pageview| p.path) as fn(&Pageview) -> i64,
+            ),
+            (&mut self.with_hostname, &f.hostname, |p: &Pageview| {
+                p.hostname
+            }),
+        ] {
+            // No pageview has an empty path or hostname.
+            if let (Some(bits), Some(Want::Value(Some(v)))) = (bits, want) {
+                pageviews
+                    .iter()
+                    .filter(|p| field(p) == *v)
+                    .for_each(|p| bits.insert(p.visit));
+            }
+        }
+        if let (Some(bits), Some(Want::Value(Some(name)))) = (&mut self.with_event, &f.event) {
+            events
+                .iter()
+                .filter(|e| e.name == *name)
+                .for_each(|e| bits.insert(e.visit));
+        }
     }
 
-    /// The events that count: all in the period without filters, else those of selected
-    /// sessions.
-    fn counted_events(&self) -> impl Iterator<Item = &Event> {
-        let all = self.filters.is_empty();
-        self.events
-            .iter()
-            .filter(move |e| all || self.selected(e.visit))
+    /// Whether the filters select the session of visit `id` (known once it is seen).
+    fn selects(&self, id: i64) -> bool {
+        self.matching.contains(id)
+            && [&self.with_path, &self.with_hostname, &self.with_event]
+                .into_iter()
+                .all(|bits| bits.as_ref().is_none_or(|b| b.contains(id)))
     }
+
+    /// Whether a pageview of a selected session counts: of the wanted path and hostname.
+    fn counts(&self, p: &Pageview) -> bool {
+        let f = self.filters;
+        f.path.as_ref().is_none_or(|w| w.matches(Some(p.path)))
+            && f.hostname
+                .as_ref()
+                .is_none_or(|w| w.matches(Some(p.hostname)))
+    }
+
+    /// Sees the sessions among `ids` not seen yet, from the row table.
+    fn see_missing(&mut self, conn: &Connection, ids: impl Iterator<Item = i64>) -> Result<()> {
+        let mut missing: Vec<i64> = ids.filter(|&id| !self.seen.contains(id)).collect();
+        missing.sort_unstable();
+        missing.dedup();
+        for (id, s) in sessions_by_id(conn, &missing)? {
+            self.see(id, &s);
+        }
+        Ok(())
+    }
+}
+
+/// Hands `sink` what counts in `[start, end)` under `filters`: the pageviews, the sessions
+/// whose time is in the range, and (`with_events`) the events, block by block, never
+/// holding the range in memory.
+///
+/// Without filters everything counts. Filters on session attributes are decided by a
+/// session's own record, which comes in the block of its first pageview, so one pass does:
+/// what arrives before its session's record (a session that started before `start`, a
+/// block built from the rows after the stored ones) waits for the end. Filters on what a
+/// session contains need a first pass over the range (and past its ends, as far as its
+/// sessions reach) to select, then a second to count.
+fn count(
+    conn: &Connection,
+    site: i64,
+    (start, end): (i64, i64),
+    filters: &Filters,
+    with_events: bool,
+    sink: &mut impl Sink,
+) -> Result<()> {
+    if filters.is_empty() {
+        return blocks::each(conn, site, start, end, |block| {
+            block.pageviews.iter().for_each(|p| sink.pageview(p));
+            block
+                .sessions
+                .iter()
+                .filter(|(_, s)| s.pageviews > 0)
+                .for_each(|(_, s)| sink.session(s));
+            if with_events {
+                block.events.iter().for_each(|e| sink.event(e));
+            }
+            Ok(())
+        });
+    }
+    let mut sel = Selection::new(filters, start, end);
+    if !sel.on_contents() {
+        let (mut pageviews, mut events) = (Vec::new(), Vec::new());
+        blocks::each(conn, site, start, end, |block| {
+            for (id, s) in &block.sessions {
+                sel.see(*id, s);
+                if sel.selects(*id) {
+                    sink.session(s);
+                }
+            }
+            for p in block.pageviews {
+                match sel.seen.contains(p.visit) {
+                    true if sel.selects(p.visit) => sink.pageview(&p),
+                    true => {}
+                    false => pageviews.push(p),
+                }
+            }
+            for e in block.events.into_iter().filter(|_| with_events) {
+                match sel.seen.contains(e.visit) {
+                    true if sel.selects(e.visit) => sink.event(&e),
+                    true => {}
+                    false => events.push(e),
+                }
+            }
+            Ok(())
+        })?;
+        let waiting = pageviews.iter().map(|p| p.visit);
+        sel.see_missing(conn, waiting.chain(events.iter().map(|e| e.visit)))?;
+        pageviews
+            .iter()
+            .filter(|p| sel.selects(p.visit))
+            .for_each(|p| sink.pageview(p));
+        events
+            .iter()
+            .filter(|e| sel.selects(e.visit))
+            .for_each(|e| sink.event(e));
+        return Ok(());
+    }
+    let mut referenced = Bits::default();
+    blocks::each(conn, site, start, end, |block| {
+        for (id, s) in &block.sessions {
+            sel.see(*id, s);
+        }
+        block
+            .pageviews
+            .iter()
+            .for_each(|p| referenced.insert(p.visit));
+        if with_events {
+            block.events.iter().for_each(|e| referenced.insert(e.visit));
+        }
+        sel.contents(&block.pageviews, &block.events);
+        Ok(())
+    })?;
+    sel.see_missing(conn, referenced.iter())?;
+    let (first, last) = sel.window;
+    for (a, b) in [(first, start), (end, last)] {
+        blocks::each(conn, site, a, b, |block| {
+            sel.contents(&block.pageviews, &block.events);
+            Ok(())
+        })?;
+    }
+    blocks::each(conn, site, start, end, |block| {
+        for (id, s) in &block.sessions {
+            if sel.selects(*id) {
+                sink.session(s);
+            }
+        }
+        for p in &block.pageviews {
+            if sel.selects(p.visit) && sel.counts(p) {
+                sink.pageview(p);
+            }
+        }
+        for e in block.events.iter().filter(|_| with_events) {
+            if sel.selects(e.visit) {
+                sink.event(e);
+            }
+        }
+        Ok(())
+    })
 }
 
 /// The totals behind `main` and one time-series bucket.
@@ -404,23 +461,38 @@ pub fn percent(part: u64, whole: u64) -> f64 {
     }
 }
 
-/// A set of visitor numbers: one bit each.
+/// A set of visitor numbers or visit ids (small, non-negative): one bit each.
 #[derive(Default)]
-struct Visitors {
+struct Bits {
     words: Vec<u64>,
 }
 
-impl Visitors {
-    fn insert(&mut self, visitor: i64) {
-        let i = usize::try_from(visitor).unwrap_or(0);
+impl Bits {
+    fn insert(&mut self, n: i64) {
+        let i = usize::try_from(n).unwrap_or(0);
         if i / 64 >= self.words.len() {
             self.words.resize(i / 64 + 1, 0);
         }
         self.words[i / 64] |= 1 << (i % 64);
     }
 
+    fn contains(&self, n: i64) -> bool {
+        let i = usize::try_from(n).unwrap_or(0);
+        self.words
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
     fn len(&self) -> u64 {
         self.words.iter().map(|w| u64::from(w.count_ones())).sum()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = i64> + '_ {
+        self.words.iter().enumerate().flat_map(|(i, &w)| {
+            (0..64)
+                .filter(move |b| w & (1 << b) != 0)
+                .map(move |b| (i * 64 + b) as i64)
+        })
     }
 }
 
@@ -471,7 +543,7 @@ pub fn main(conn: &Connection, site: i64, period: &Period, filters: &Filters) ->
     if filters.is_empty() && aligned([period.start, period.end]) {
         // Whole buckets: their totals are enough.
         let mut tally = Tally::default();
-        let mut visitors = Visitors::default();
+        let mut visitors = Bits::default();
         if period.start < period.end {
             blocks::each_totals(
                 conn,
@@ -487,18 +559,33 @@ pub fn main(conn: &Connection, site: i64, period: &Period, filters: &Filters) ->
         tally.visitors = visitors.len();
         return Ok(tally);
     }
-    let loaded = Loaded::load(conn, site, period.start, period.end, filters, false)?;
-    let mut tally = Tally::default();
-    let mut visitors = Visitors::default();
-    for p in loaded.counted_pageviews() {
-        tally.pageviews += 1;
-        visitors.insert(p.visitor);
+    struct Main {
+        tally: Tally,
+        visitors: Bits,
     }
-    tally.visitors = visitors.len();
-    for s in loaded.counted_sessions() {
-        tally.add_session(s);
+    impl Sink for Main {
+        fn pageview(&mut self, p: &Pageview) {
+            self.tally.pageviews += 1;
+            self.visitors.insert(p.visitor);
+        }
+        fn session(&mut self, s: &Session) {
+            self.tally.add_session(s);
+        }
     }
-    Ok(tally)
+    let mut main = Main {
+        tally: Tally::default(),
+        visitors: Bits::default(),
+    };
+    count(
+        conn,
+        site,
+        (period.start, period.end),
+        filters,
+        false,
+        &mut main,
+    )?;
+    main.tally.visitors = main.visitors.len();
+    Ok(main.tally)
 }
 
 /// One tally per bucket (`starts`: ascending bucket starts, the first at `period.start`).
@@ -534,21 +621,40 @@ pub fn timeseries(
         }
         return Ok(tallies);
     }
-    let loaded = Loaded::load(conn, site, period.start, period.end, filters, false)?;
-    let mut visitors = PerGroup::default();
-    for p in loaded.counted_pageviews() {
-        if let Some(i) = bucket_of(starts, p.at) {
-            tallies[i].pageviews += 1;
-            visitors.insert(i as u32, p.visitor);
+    struct Series<'a> {
+        starts: &'a [i64],
+        tallies: Vec<Tally>,
+        visitors: PerGroup,
+    }
+    impl Sink for Series<'_> {
+        fn pageview(&mut self, p: &Pageview) {
+            if let Some(i) = bucket_of(self.starts, p.at) {
+                self.tallies[i].pageviews += 1;
+                self.visitors.insert(i as u32, p.visitor);
+            }
+        }
+        fn session(&mut self, s: &Session) {
+            if let Some(i) = s.at.and_then(|at| bucket_of(self.starts, at)) {
+                self.tallies[i].add_session(s);
+            }
         }
     }
-    for (tally, n) in tallies.iter_mut().zip(visitors.counts(starts.len())) {
+    let mut series = Series {
+        starts,
+        tallies,
+        visitors: PerGroup::default(),
+    };
+    count(
+        conn,
+        site,
+        (period.start, period.end),
+        filters,
+        false,
+        &mut series,
+    )?;
+    let mut tallies = series.tallies;
+    for (tally, n) in tallies.iter_mut().zip(series.visitors.counts(starts.len())) {
         tally.visitors = n;
-    }
-    for s in loaded.counted_sessions() {
-        if let Some(i) = s.at.and_then(|at| bucket_of(starts, at)) {
-            tallies[i].add_session(s);
-        }
     }
     Ok(tallies)
 }
@@ -672,86 +778,57 @@ pub fn breakdown(
     filters: &Filters,
     group: &Group,
 ) -> Result<(Vec<Row>, u64)> {
-    let with_events = matches!(group, Group::Events | Group::EventProp { .. });
-    let mut all_visitors = Visitors::default();
-    let mut rows = Rows::default();
-    if filters.is_empty() {
-        // Everything counts: one block at a time, nothing kept but the rows.
-        blocks::each(conn, site, period.start, period.end, |block| {
-            block
-                .pageviews
-                .iter()
-                .for_each(|p| all_visitors.insert(p.visitor));
-            let sessions = block.sessions.iter().map(|(_, s)| s);
-            rows.add_all(
-                group,
-                block.pageviews.iter(),
-                sessions.filter(|s| s.pageviews > 0),
-                block.events.iter(),
-            );
-            Ok(())
-        })?;
-        return Ok((rows.into_rows(), all_visitors.len()));
+    struct Breakdown<'g> {
+        group: &'g Group,
+        rows: Rows,
+        visitors: Bits,
     }
-    let loaded = Loaded::load(conn, site, period.start, period.end, filters, with_events)?;
-    for p in loaded.counted_pageviews() {
-        all_visitors.insert(p.visitor);
-    }
-    rows.add_all(
-        group,
-        loaded.counted_pageviews(),
-        loaded.counted_sessions(),
-        loaded.counted_events(),
-    );
-    Ok((rows.into_rows(), all_visitors.len()))
-}
-
-impl Rows {
-    /// Adds what `group` groups of these counted pageviews, sessions and events.
-    fn add_all<'a>(
-        &mut self,
-        group: &Group,
-        pageviews: impl Iterator<Item = &'a Pageview>,
-        sessions: impl Iterator<Item = &'a Session>,
-        events: impl Iterator<Item = &'a Event>,
-    ) {
-        match group {
-            Group::Pages | Group::Hostnames => {
-                for p in pageviews {
-                    let value = if *group == Group::Pages {
-                        p.path
-                    } else {
-                        p.hostname
-                    };
-                    self.add(Key::Number(value), p.visitor, false);
-                }
+    impl Sink for Breakdown<'_> {
+        fn pageview(&mut self, p: &Pageview) {
+            self.visitors.insert(p.visitor);
+            match self.group {
+                Group::Pages => self.rows.add(Key::Number(p.path), p.visitor, false),
+                Group::Hostnames => self.rows.add(Key::Number(p.hostname), p.visitor, false),
+                _ => {}
             }
-            Group::Sessions(dim) => {
-                for s in sessions {
-                    let key = s.attrs[*dim as usize].map_or(Key::Empty, Key::Number);
-                    self.add(key, s.visitor, s.pageviews == 1);
-                }
+        }
+        fn session(&mut self, s: &Session) {
+            if let Group::Sessions(dim) = self.group {
+                let key = s.attrs[*dim as usize].map_or(Key::Empty, Key::Number);
+                self.rows.add(key, s.visitor, s.pageviews == 1);
             }
-            Group::Events => {
-                for e in events {
-                    self.add(Key::Number(e.name), e.visitor, false);
-                }
-            }
-            Group::EventProp { name, prop } => {
-                for e in events {
-                    if Some(e.name) != *name {
-                        continue;
-                    }
+        }
+        fn event(&mut self, e: &Event) {
+            match self.group {
+                Group::Events => self.rows.add(Key::Number(e.name), e.visitor, false),
+                Group::EventProp { name, prop } if Some(e.name) == *name => {
                     let value = e
                         .props
                         .as_deref()
                         .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
                         .and_then(|props| props.get(prop).map(prop_text));
-                    self.add(value.map_or(Key::Empty, Key::Text), e.visitor, false);
+                    self.rows
+                        .add(value.map_or(Key::Empty, Key::Text), e.visitor, false);
                 }
+                _ => {}
             }
         }
     }
+    let with_events = matches!(group, Group::Events | Group::EventProp { .. });
+    let mut breakdown = Breakdown {
+        group,
+        rows: Rows::default(),
+        visitors: Bits::default(),
+    };
+    count(
+        conn,
+        site,
+        (period.start, period.end),
+        filters,
+        with_events,
+        &mut breakdown,
+    )?;
+    Ok((breakdown.rows.into_rows(), breakdown.visitors.len()))
 }
 
 fn prop_text(v: &serde_json::Value) -> String {
