@@ -80,6 +80,9 @@ impl Numbers<'_> {
     }
 }
 
+/// A pageview's or an event's time, visit, visitor hash and two more columns.
+type Activity<A, B> = (i64, i64, i64, A, B);
+
 /// The rows of `table` (pageviews or events) of `site` in `[start, end)` in time order: time,
 /// visit, the visit's visitor hash, and two more `columns` (of `x`, the table).
 fn activity<A: FromSql, B: FromSql>(
@@ -89,7 +92,7 @@ fn activity<A: FromSql, B: FromSql>(
     site: i64,
     start: i64,
     end: i64,
-) -> Result<Vec<(i64, i64, i64, A, B)>> {
+) -> Result<Vec<Activity<A, B>>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT x.at, x.visit, v.visitor, {columns} FROM {table} x JOIN visits v ON v.id = x.visit
          WHERE x.site = ?1 AND x.at >= ?2 AND x.at < ?3 ORDER BY x.at, x.seq"

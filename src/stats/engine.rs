@@ -496,33 +496,38 @@ impl Bits {
     }
 }
 
-/// Distinct visitors per group: `(group, visitor)` pairs, sorted and counted once.
+/// Distinct visitors per group: each group's visitor numbers, sorted and counted once at the
+/// end. A sort per group stays in cache where one sort of every (group, visitor) pair did not.
 #[derive(Default)]
 struct PerGroup {
-    pairs: Vec<u64>,
+    groups: Vec<Vec<u64>>,
 }
-
-/// Visitor numbers are visit ids, far below 2⁴⁰; groups are below 2²⁴.
-const VISITOR_BITS: u32 = 40;
 
 impl PerGroup {
     fn insert(&mut self, group: u32, visitor: i64) {
-        let visitor = u64::try_from(visitor).unwrap_or(0) & ((1 << VISITOR_BITS) - 1);
-        self.pairs.push(u64::from(group) << VISITOR_BITS | visitor);
+        let group = group as usize;
+        if group >= self.groups.len() {
+            self.groups.resize_with(group + 1, Vec::new);
+        }
+        self.groups[group].push(u64::try_from(visitor).unwrap_or(0));
     }
 
     /// The number of distinct visitors of each of `groups` groups.
     fn counts(mut self, groups: usize) -> Vec<u64> {
-        radsort::sort(&mut self.pairs);
-        let mut counts = vec![0; groups];
-        let mut last = None;
-        for pair in self.pairs {
-            if last != Some(pair) {
-                counts[(pair >> VISITOR_BITS) as usize] += 1;
-                last = Some(pair);
-            }
-        }
-        counts
+        self.groups.resize_with(groups, Vec::new);
+        self.groups
+            .into_iter()
+            .map(|mut visitors| {
+                // A radix sort pays a fixed cost per call that small groups do not repay.
+                if visitors.len() < 1024 {
+                    visitors.sort_unstable();
+                } else {
+                    radsort::sort(&mut visitors);
+                }
+                visitors.dedup();
+                visitors.len() as u64
+            })
+            .collect()
     }
 }
 
