@@ -58,6 +58,9 @@ const IMPORT_FIELDS: &[&str] = &[
     "os",
     "device",
     "screen",
+    // Accepted and ignored, so that an export's lines import as they are: sessions are
+    // recomputed from the times.
+    "sessionId",
 ];
 /// `Idempotency-Key` answers are replayed this long.
 pub const IDEMPOTENCY_MS: i64 = 24 * 60 * 60 * 1000;
