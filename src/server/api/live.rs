@@ -1,0 +1,231 @@
+//! `GET /websites/{id}/stats/realtime/stream`: the `realtime` figures pushed to the dashboard as
+//! Server-Sent Events (SPEC 2.7).
+//!
+//! One task per open stream looks at the website's active visitors twice a second. The set is
+//! in memory (`stats::realtime::Recent`), so an unchanged second costs no query; when it changed
+//! (an activity arrived, or one left the 30-second window) the figures are computed as the
+//! `realtime` route computes them and sent if they differ from the last ones. A comment keeps
+//! quiet connections open through proxies. The stream ends when the client goes away, when
+//! its session or its access to the website ends, and when the server shuts down.
+
+use std::convert::Infallible;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderValue};
+use tokio::sync::{mpsc, watch};
+use warp::Reply;
+use warp::sse::Event;
+
+use super::{Answer, Ctx};
+use crate::app::App;
+use crate::auth::session;
+use crate::error::{Error, Result};
+use crate::stats::{self, realtime};
+use crate::time::now_ms;
+use crate::websites;
+
+/// The route, relative to `/api/v1`.
+pub const PATH: &str = "/websites/{id}/stats/realtime/stream";
+/// The route's description in the OpenAPI document.
+pub const DESCRIPTION: &str = "Server-Sent Events for the dashboard: with `Accept: text/event-stream` (what EventSource sends) the answer is a stream whose events each carry the `realtime` object (activeVisitors and the top pages, as `GET /stats/realtime` answers), one at once and another whenever the figures change, at most two a second; a comment every 15 s without a change keeps the connection open. The server closes the stream when it shuts down, when the session ends and when the website is deleted; browsers reconnect by themselves after 3 s. Any other Accept gets the current figures once, in the usual envelope.";
+/// What the events of the stream hold, for the OpenAPI document.
+pub const EVENTS: &str = "text/event-stream: each event's `data` is a JSON realtime object {activeVisitors, pages: [{value, activeVisitors}]}";
+
+/// How often a stream looks for a change: at most two events a second.
+const PERIOD: Duration = Duration::from_millis(500);
+/// A comment after this long without an event, so that proxies keep the connection.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How often the session and the access to the website are checked again.
+const RECHECK: Duration = Duration::from_secs(10);
+/// How long a browser waits before it reconnects (sent in the first event).
+const RETRY: Duration = Duration::from_secs(3);
+
+/// Set once the server begins to shut down: every stream then ends.
+fn closing() -> &'static watch::Sender<bool> {
+    static CLOSING: OnceLock<watch::Sender<bool>> = OnceLock::new();
+    CLOSING.get_or_init(|| watch::channel(false).0)
+}
+
+/// Waits for `signal`, then ends every live stream of this process, so that a graceful
+/// shutdown does not wait for connections that never finish by themselves.
+pub async fn close_streams_after(signal: impl Future<Output = ()>) {
+    signal.await;
+    closing().send_replace(true);
+}
+
+/// The website's number, after checking that `account_id` may see it.
+async fn site_of(app: &App, account_id: String, id: String) -> Result<i64> {
+    app.db
+        .read(move |c| {
+            let site = websites::owned(c, &account_id, &id)?;
+            stats::site_number(c, &site.id)?
+                .ok_or_else(|| Error::NotFound("Website not found".into()))
+        })
+        .await
+}
+
+pub async fn stream(ctx: Ctx) -> Result<Answer> {
+    let (token, _) = ctx.session()?;
+    let token = token.to_string();
+    let account_id = ctx.account_id()?;
+    let website_id = ctx.param("id").to_string();
+    let site = site_of(&ctx.app, account_id.clone(), website_id.clone()).await?;
+    if !wants_events(&ctx.headers) {
+        let recent = ctx.app.ingest.store.clone();
+        let figures = ctx
+            .app
+            .db
+            .read(move |c| realtime::realtime(c, &recent.recent, site, now_ms()))
+            .await?;
+        return Answer::ok(figures);
+    }
+
+    let (tx, mut rx) = mpsc::channel::<Event>(4);
+    tokio::spawn(push(
+        ctx.app.clone(),
+        Watched {
+            site,
+            account_id,
+            website_id,
+            token,
+        },
+        tx,
+    ));
+    let events = futures_util::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx).map(|event| event.map(Ok::<_, Infallible>))
+    });
+    let mut resp = warp::sse::reply(events).into_response();
+    let headers = resp.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // nginx would otherwise hold the events back in its buffer.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(Answer::stream(resp))
+}
+
+/// Whether the client asked for the stream (EventSource sends `Accept: text/event-stream`).
+fn wants_events(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream"))
+        })
+}
+
+/// What one stream shows, and to whom.
+struct Watched {
+    site: i64,
+    account_id: String,
+    website_id: String,
+    token: String,
+}
+
+impl Watched {
+    /// Whether the session is still alive and its account still owns the website.
+    async fn still_allowed(&self, app: &App) -> bool {
+        let token = self.token.clone();
+        let session = app
+            .db
+            .read(move |c| session::lookup(c, &token, now_ms()))
+            .await;
+        let Ok(Some(session)) = session else {
+            return false;
+        };
+        session.account.id == self.account_id
+            && site_of(app, self.account_id.clone(), self.website_id.clone())
+                .await
+                .is_ok_and(|site| site == self.site)
+    }
+}
+
+/// Sends the figures whenever they change until the client leaves, the session or access
+/// ends, or the server shuts down; dropping `tx` then ends the response.
+async fn push(app: App, watched: Watched, tx: mpsc::Sender<Event>) {
+    let mut closing = closing().subscribe();
+    let mut tick = tokio::time::interval(PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut active_before: Option<Vec<(i64, i64)>> = None;
+    let mut sent_before: Option<String> = None;
+    let mut last_sent = Instant::now();
+    let mut last_check = Instant::now();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = closing.wait_for(|closing| *closing) => return,
+            () = tx.closed() => return,
+        }
+        if last_check.elapsed() >= RECHECK {
+            if !watched.still_allowed(&app).await {
+                return;
+            }
+            last_check = Instant::now();
+        }
+        let now = now_ms();
+        let store = app.ingest.store.clone();
+        let mut active = store.recent.active(watched.site, now);
+        active.sort_unstable();
+        let event = if active_before.as_ref() != Some(&active) {
+            active_before = Some(active);
+            let site = watched.site;
+            let figures = app
+                .db
+                .read(move |c| realtime::realtime(c, &store.recent, site, now))
+                .await
+                .and_then(|r| {
+                    serde_json::to_string(&r).map_err(|e| Error::Internal(e.to_string()))
+                });
+            match figures {
+                Ok(json) if sent_before.as_deref() != Some(json.as_str()) => {
+                    let mut event = Event::default().data(json.clone());
+                    if sent_before.is_none() {
+                        event = event.retry(RETRY);
+                    }
+                    sent_before = Some(json);
+                    Some(event)
+                }
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "live stream: could not read the figures");
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        let event = event
+            .or_else(|| (last_sent.elapsed() >= KEEP_ALIVE).then(|| Event::default().comment("")));
+        if let Some(event) = event {
+            if tx.send(event).await.is_err() {
+                return;
+            }
+            last_sent = Instant::now();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(value: &str) -> http::HeaderMap {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn the_stream_is_for_clients_that_accept_event_streams() {
+        assert!(wants_events(&accept("text/event-stream")));
+        assert!(wants_events(&accept(
+            "application/json, Text/Event-Stream;q=0.9"
+        )));
+        assert!(!wants_events(&accept("application/json")));
+        assert!(!wants_events(&accept("*/*")));
+        assert!(!wants_events(&http::HeaderMap::new()));
+    }
+}
