@@ -74,12 +74,29 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Check the database's integrity, schema version and the data directory
     Check,
+    /// Ask a running server's /healthz; exit 0 on a 200, else 1 (for Docker's HEALTHCHECK)
+    Healthcheck(HealthcheckArgs),
     /// Manage API keys
     #[command(subcommand)]
     Keys(KeysCommand),
     /// Manage websites
     #[command(subcommand)]
     Websites(WebsitesCommand),
+    /// Write a website's stored events of a period to stdout (NDJSON or CSV)
+    Export {
+        #[arg(long, value_name = "ID")]
+        website: String,
+        /// First day, YYYY-MM-DD, in the website's time zone [default: 29 days before --to]
+        #[arg(long, value_name = "DATE")]
+        from: Option<String>,
+        /// Last day, inclusive [default: today]
+        #[arg(long, value_name = "DATE")]
+        to: Option<String>,
+        #[arg(long, value_parser = ["ndjson", "csv"], default_value = "ndjson")]
+        format: String,
+    },
+    /// Create or refresh a website "Demo" with 90 days of generated traffic, and say how to see it
+    Demo(crate::demo::DemoArgs),
     /// Rebuild every derived table (the statistics' blocks) from the raw events
     RebuildAggregates {
         /// Only this website's
@@ -265,6 +282,16 @@ pub struct RestoreArgs {
     pub force: bool,
 }
 
+#[derive(Args, Debug)]
+pub struct HealthcheckArgs {
+    /// The address to ask [default: http://<listen address>/healthz]
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// The server's listen address, for the default URL (0.0.0.0 and :: are asked on loopback)
+    #[arg(long, env = "JETRACK_LISTEN", default_value = "127.0.0.1:8420")]
+    pub listen: SocketAddr,
+}
+
 /// `println!` that reports a closed or failing stdout as an error instead of panicking.
 macro_rules! outln {
     ($($arg:tt)*) => {{
@@ -329,6 +356,8 @@ async fn run(command: Command, data_dir: PathBuf) -> Result<()> {
         Command::Backup(args) => backup_cmd(args, &data_dir),
         Command::Restore(args) => restore_cmd(args, &data_dir),
         Command::Check => check(&data_dir),
+        Command::Demo(args) => crate::demo::run(args, &data_dir).await,
+        Command::Healthcheck(args) => healthcheck(args),
         Command::Keys(cmd) => {
             existing_db(&data_dir)?;
             with_db(&data_dir, |db| keys_cmd(cmd, db)).await
@@ -336,6 +365,22 @@ async fn run(command: Command, data_dir: PathBuf) -> Result<()> {
         Command::Websites(cmd) => {
             existing_db(&data_dir)?;
             with_db(&data_dir, |db| websites_cmd(cmd, db)).await
+        }
+        Command::Export {
+            website,
+            from,
+            to,
+            format,
+        } => {
+            let path = existing_db(&data_dir)?;
+            let query = [("from", from), ("to", to), ("format", Some(format))]
+                .into_iter()
+                .filter_map(|(k, v)| Some((k.to_string(), v?)))
+                .collect();
+            tokio::task::spawn_blocking(move || crate::export::to_stdout(&path, &website, query))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))?
+                .map_err(invalid_line)
         }
         Command::RebuildAggregates { website } => {
             existing_db(&data_dir)?;
@@ -496,9 +541,12 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<()> {
     };
     let sweeper = spawn_sweeper(app.clone());
     let refresher = spawn_block_refresher(app.clone());
-    crate::server::serve(app, listener, shutdown_signal()).await;
+    let retention = crate::retention::spawn_daily(db.clone());
+    let shutdown = crate::server::api::live::close_streams_after(shutdown_signal());
+    crate::server::serve(app, listener, shutdown).await;
     sweeper.abort();
     refresher.abort();
+    retention.abort();
     if let Some(task) = metrics_server {
         task.abort();
     }
@@ -963,6 +1011,84 @@ fn check(data_dir: &Path) -> Result<()> {
             problems.len(),
             problems.join("; ")
         )))
+    }
+}
+
+/// `GET /healthz` of a running server with a plain blocking socket: the Docker image has no
+/// shell or curl, and a server listening on 0.0.0.0 is asked on loopback.
+fn healthcheck(args: HealthcheckArgs) -> Result<()> {
+    let url = args.url.unwrap_or_else(|| {
+        let mut addr = args.listen;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        format!("http://{addr}/healthz")
+    });
+    match http_get_status(&url, std::time::Duration::from_secs(5)) {
+        Ok(200) => {
+            outln!("{url}: 200");
+            Ok(())
+        }
+        Ok(status) => Err(Error::Internal(format!("{url} answered {status}"))),
+        Err(e) => Err(Error::Internal(format!("{url}: {e}"))),
+    }
+}
+
+/// The status code of an HTTP/1.1 GET, each step bounded by `timeout` (also used by the
+/// cold-start benchmark).
+pub fn http_get_status(
+    raw: &str,
+    timeout: std::time::Duration,
+) -> std::result::Result<u16, String> {
+    use std::io::Read as _;
+    let url = url::Url::parse(raw).map_err(|e| format!("not a URL: {e}"))?;
+    if url.scheme() != "http" {
+        return Err("only http:// is supported; ask the server itself, not a TLS proxy".into());
+    }
+    let host = url.host_str().ok_or("the URL has no host")?;
+    let addrs = url
+        .socket_addrs(|| Some(80))
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?;
+    let addr = addrs.first().ok_or("no address to connect to")?;
+    let mut stream = std::net::TcpStream::connect_timeout(addr, timeout)
+        .map_err(|e| format!("cannot connect: {}", datadir::plain(&e)))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .and_then(|()| stream.set_write_timeout(Some(timeout)))
+        .map_err(|e| e.to_string())?;
+    let authority = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    };
+    let target = &url[url::Position::BeforePath..url::Position::AfterQuery];
+    let request = format!(
+        "GET {target} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: jetrack-healthcheck\r\nConnection: close\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("cannot send the request: {}", datadir::plain(&e)))?;
+    // The status line is all that is needed: "HTTP/1.1 200 OK".
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while head.len() < 256 && !head.ends_with(b"\r\n") {
+        match stream.read(&mut byte) {
+            Ok(0) => break,
+            Ok(_) => head.push(byte[0]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                return Err(format!("no answer within {} s", timeout.as_secs()));
+            }
+            Err(e) => return Err(format!("no answer: {}", datadir::plain(&e))),
+        }
+    }
+    let line = String::from_utf8_lossy(&head);
+    let mut parts = line.split_whitespace();
+    let version = parts.next().unwrap_or_default();
+    match parts.next().and_then(|s| s.parse::<u16>().ok()) {
+        Some(status) if version.starts_with("HTTP/1.") => Ok(status),
+        _ => Err(format!("not an HTTP answer: {:?}", line.trim_end())),
     }
 }
 

@@ -11,7 +11,9 @@ mod auth;
 pub mod body;
 pub mod caller;
 mod events;
+pub mod export;
 mod keys;
+pub mod live;
 pub mod openapi;
 mod stats;
 mod websites;
@@ -237,6 +239,9 @@ pub fn table() -> Vec<Route> {
             .describe("For backends that track server-side and for importing history. Needs a `full` key (or a session with CSRF). Body at most 1 MiB with 1 to 1,000 events; each is checked on its own: the valid ones are stored and every other one is listed in `dropped` with its index and the reason (a validation problem, or `bot`, `hostname`, `spam`, `quota`). The answer comes after the accepted events are committed. Each event needs `timestamp` (ISO-8601, at most 5 minutes ahead) and `visitorId` (any stable string of at most 200 characters), or else `ip` and `userAgent` (neither is stored). `hostname`, `country`, `browser`, `os`, `device` and `screen` may be set directly; otherwise they are worked out from `url`, `ip`, `userAgent` and `screenWidth`. Events may arrive in any order and in many requests: sessions follow the 30-minute rule whatever the order. A request repeated with the same `Idempotency-Key` header within 24 hours gets the first answer and stores nothing more; the same key with a different body gets 409. Unknown fields in an event are reported, not ignored; a given `hostname` must be on the website's domain.")
             .body(schema::events_body)
             .data(schema::events_answer),
+        Route::new(M::GET, export::PATH, Account, "Download the stored events of a period", h!(export::download))
+            .describe(export::DESCRIPTION)
+            .own_query(export::QUERY),
     ];
     routes.extend(stats_routes());
     routes
@@ -299,6 +304,17 @@ fn stats_routes() -> Vec<Route> {
             .data(schema::stats_realtime),
     );
     routes.push(
+        Route::new(
+            M::GET,
+            live::PATH,
+            Access::Session,
+            "The realtime figures, pushed as they change",
+            h!(live::stream),
+        )
+        .describe(live::DESCRIPTION)
+        .data(schema::stats_realtime),
+    );
+    routes.push(
         Route::new(M::GET, "/websites/{id}/stats/active-users", Account, "Daily, weekly and monthly active visitors", h!(stats::active_users))
             .describe(concat_rules!("dau, wau, mau: distinct visitors with a counted pageview on `date` (default today), in the 7 and in the 30 days ending on it. In cookieless mode a visitor's id changes at local midnight, so wau and mau count a person once per day they came; cookie mode gives true figures."))
             .own_query(ACTIVE)
@@ -316,6 +332,8 @@ pub struct Answer {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Sent as it is, without the envelope (the OpenAPI document).
     pub bare: bool,
+    /// A response streamed as it is (the live stream); `data` is then unused.
+    pub stream: Option<Response>,
 }
 
 impl Answer {
@@ -332,6 +350,7 @@ impl Answer {
             meta: Map::new(),
             headers: Vec::new(),
             bare: false,
+            stream: None,
         })
     }
 
@@ -342,6 +361,14 @@ impl Answer {
             meta: Map::new(),
             headers: Vec::new(),
             bare: true,
+            stream: None,
+        }
+    }
+
+    pub fn stream(response: Response) -> Answer {
+        Answer {
+            stream: Some(response),
+            ..Answer::bare(Value::Null)
         }
     }
 
@@ -586,6 +613,9 @@ async fn dispatch(
     )
     .await;
     let mut resp = match outcome {
+        Ok(Answer {
+            stream: Some(resp), ..
+        }) => resp,
         Ok(answer) if answer.bare => json_response(answer.status, &answer.data),
         Ok(answer) => {
             let mut meta = answer.meta;

@@ -126,7 +126,7 @@ fn operation(route: &Route) -> Value {
     }
     let mut responses = Map::new();
     let data = (route.data)();
-    let success = if route.path == "/openapi.json" {
+    let mut success = if route.path == "/openapi.json" {
         json!({"description": "The OpenAPI document", "content": {"application/json": {"schema": data}}})
     } else {
         json!({
@@ -142,6 +142,24 @@ fn operation(route: &Route) -> Value {
             }}}
         })
     };
+    if route.path == super::live::PATH {
+        success["content"]["text/event-stream"] =
+            json!({"schema": {"type": "string", "description": super::live::EVENTS}});
+    }
+    if route.path == super::export::PATH {
+        let mut content: Map<String, Value> = super::export::MEDIA
+            .iter()
+            .map(|(media, what)| {
+                (
+                    media.to_string(),
+                    json!({"schema": {"type": "string", "description": what}}),
+                )
+            })
+            .collect();
+        // Never JSON: a schema nothing matches (every response here lists a JSON schema).
+        content.insert("application/json".into(), json!({"schema": {"not": {}}}));
+        success = json!({"description": "The download, NDJSON or CSV by `format`; never a JSON envelope", "content": content});
+    }
     responses.insert(route.status.as_u16().to_string(), success);
     responses.insert(
         "400".into(),
