@@ -1,9 +1,12 @@
 // A small History-API router. The route table lives in routes.js; this file only
 // matches paths, renders into the outlet and turns same-app link clicks into navigations.
 //
-// A render function is called as render(outlet, {params, query, signal}); it may return
-// (or resolve to) a cleanup function, run before the next page renders. `signal` is
-// aborted when the user navigates away, so slow pages can stop updating the DOM.
+// A render function is called as render(outlet, {params, query, signal, setQuery, onQuery});
+// it may return (or resolve to) a cleanup function, run before the next page renders.
+// `signal` is aborted when the user navigates away, so slow pages can stop updating the DOM.
+// A page that keeps its state in the query string records a change with setQuery(search)
+// (a new history entry, no render) and, with onQuery(handler), redraws itself when Back or
+// Forward returns to another query of the same path instead of being rendered again.
 
 let table = [];
 let fallback = null;
@@ -94,13 +97,20 @@ async function render({ moveFocus }) {
     scrollToHash();
     return;
   }
+  if (current && current.onQuery && current.path === location.pathname) {
+    current.key = key;
+    current.onQuery(new URLSearchParams(location.search));
+    return;
+  }
 
   if (current) {
     current.controller.abort();
     if (typeof current.cleanup === 'function') current.cleanup();
   }
   const controller = new AbortController();
-  const page = { key, cleanup: null, controller };
+  const page = {
+    key, path: location.pathname, cleanup: null, controller, onQuery: null,
+  };
   current = page;
 
   const found = match(location.pathname);
@@ -110,6 +120,14 @@ async function render({ moveFocus }) {
     params: found ? found.params : {},
     query: new URLSearchParams(location.search),
     signal: controller.signal,
+    setQuery(search, { replace = false } = {}) {
+      if (current !== page) return;
+      history[replace ? 'replaceState' : 'pushState'](null, '', location.pathname + search);
+      page.key = location.pathname + location.search;
+    },
+    onQuery(handler) {
+      page.onQuery = handler;
+    },
   };
   const cleanup = await (found ? found.render : fallback)(outlet, context);
   if (controller.signal.aborted) {

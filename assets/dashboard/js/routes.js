@@ -4,11 +4,13 @@
 import { renderSettings } from './pages/settings.js';
 import { renderNotFound } from './pages/not-found.js';
 import { renderWebsite } from './pages/website.js';
+import { renderWebsiteSettings } from './pages/website-settings.js';
 import { renderWebsites } from './pages/websites.js';
 
 export const routes = {
   '/': renderWebsites,
   '/websites/:id': renderWebsite,
+  '/websites/:id/settings': renderWebsiteSettings,
   '/settings': renderSettings,
 };
 
