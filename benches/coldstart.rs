@@ -16,44 +16,27 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: cargo bench --bench coldstart -- [--starts N] [--server-bin PATH]";
+use clap::Parser;
+
 const TARGET_MS: f64 = 200.0;
 
+/// Cold-start benchmark: the time from spawning `serve` to the first 200 from `/healthz`.
+#[derive(Debug, Parser)]
+#[command(name = "cargo bench --bench coldstart --")]
 struct Options {
-    starts: usize,
+    /// Starts to measure (default 20, or 2 in a test run).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    starts: Option<u32>,
+    /// The server executable to measure.
+    #[arg(long, default_value = env!("CARGO_BIN_EXE_jetrack"))]
     server_bin: PathBuf,
-}
-
-fn options() -> Result<Options, String> {
-    let mut args = std::env::args().skip(1);
-    let mut starts = None;
-    let mut benching = false;
-    let mut server_bin = PathBuf::from(env!("CARGO_BIN_EXE_jetrack"));
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--bench" => benching = true,
-            "--starts" => {
-                let n = args.next().and_then(|v| v.parse::<usize>().ok());
-                starts = Some(n.filter(|n| *n > 0).ok_or("--starts needs a number ≥ 1")?);
-            }
-            "--server-bin" => server_bin = args.next().ok_or("--server-bin needs a path")?.into(),
-            other => return Err(format!("unknown argument {other}")),
-        }
-    }
-    Ok(Options {
-        starts: starts.unwrap_or(if benching { 20 } else { 2 }),
-        server_bin,
-    })
+    /// Passed by `cargo bench`; without it (`cargo test --benches`) this is a test run.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 fn main() -> ExitCode {
-    let opts = match options() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("error: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    let opts = Options::parse();
     match run(&opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -80,9 +63,10 @@ fn run(opts: &Options) -> Result<(), String> {
     );
     println!("binary: {}", opts.server_bin.display());
 
+    let starts = opts.starts.unwrap_or(if opts.bench { 20 } else { 2 });
     let mut to_healthy = Vec::new();
     let mut to_stop = Vec::new();
-    for i in 1..=opts.starts {
+    for i in 1..=starts {
         let (ready, stopped) = one_start(opts, &data, dir.path())?;
         println!(
             "start {i:>2}: first 200 from /healthz after {ready:>6.1} ms, stopped in {stopped:>5.1} ms"
@@ -92,8 +76,7 @@ fn run(opts: &Options) -> Result<(), String> {
     }
     let healthy = median(&mut to_healthy);
     println!(
-        "cold start to the first 200 from /healthz, median of {}: {healthy:.1} ms (min {:.1}, max {:.1}; target < {TARGET_MS} ms: {})",
-        opts.starts,
+        "cold start to the first 200 from /healthz, median of {starts}: {healthy:.1} ms (min {:.1}, max {:.1}; target < {TARGET_MS} ms: {})",
         to_healthy[0],
         to_healthy[to_healthy.len() - 1],
         if healthy < TARGET_MS { "met" } else { "missed" }

@@ -30,6 +30,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use clap::{Parser, ValueEnum};
 use http::{HeaderValue, Request, header};
 use hyper::body::{Body, Frame, SizeHint};
 use hyper::client::conn::http1::SendRequest;
@@ -37,8 +38,6 @@ use hyper_util::rt::TokioIo;
 
 /// Set in the environment of the re-executed bench binary that serves the hello endpoint.
 const HELLO_ENV: &str = "JETRACK_BENCH_HELLO";
-const USAGE: &str = "usage: cargo bench --bench ingest -- [--duration SECONDS] \
-[--connections N] [--rate EVENTS_PER_S] [--only hello|closed|open] [--server-bin PATH]";
 
 const USER_AGENT: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 \
 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
@@ -61,19 +60,8 @@ fn main() -> ExitCode {
     if std::env::var_os(HELLO_ENV).is_some() {
         return hello::serve();
     }
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match Options::parse(&args) {
-        Ok(opts) if opts.help => {
-            println!("{USAGE}");
-            Ok(())
-        }
-        Ok(opts) if !opts.bench => smoke(),
-        Ok(opts) => run(&opts),
-        Err(e) => {
-            eprintln!("error: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    let opts = Options::parse();
+    let result = if opts.bench { run(&opts) } else { smoke() };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -83,19 +71,31 @@ fn main() -> ExitCode {
     }
 }
 
-#[derive(Debug)]
+/// Ingestion benchmark: a closed and an open loop against a hello server and Jetrack.
+#[derive(Debug, Parser)]
+#[command(name = "cargo bench --bench ingest --")]
 struct Options {
+    /// Length of each loop, in seconds (a trailing `s` is allowed).
+    #[arg(long, default_value = "10", value_parser = seconds)]
     duration: Duration,
-    connections: usize,
+    /// Keep-alive connections of the closed loop.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=4_096))]
+    connections: u16,
+    /// Events per second of the open loop.
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     rate: u32,
+    /// Run one scenario only.
+    #[arg(long, value_enum)]
     only: Option<Only>,
+    /// The server executable to measure.
+    #[arg(long, default_value = env!("CARGO_BIN_EXE_jetrack"))]
     server_bin: PathBuf,
-    /// `cargo bench` passes `--bench`; without it this is a test run.
+    /// Passed by `cargo bench`; without it (`cargo test --benches`) this is a brief test run.
+    #[arg(long, hide = true)]
     bench: bool,
-    help: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
 enum Only {
     /// The hello baseline alone (both loops).
     Hello,
@@ -105,74 +105,18 @@ enum Only {
     Open,
 }
 
-impl Options {
-    fn parse(args: &[String]) -> Res<Self> {
-        let mut opts = Options {
-            duration: Duration::from_secs(10),
-            connections: 64,
-            rate: 5_000,
-            only: None,
-            server_bin: PathBuf::from(env!("CARGO_BIN_EXE_jetrack")),
-            bench: false,
-            help: false,
-        };
-        let mut it = args.iter();
-        while let Some(arg) = it.next() {
-            let (name, inline) = match arg.split_once('=') {
-                Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
-                _ => (arg.as_str(), None),
-            };
-            let mut value = || {
-                inline
-                    .clone()
-                    .or_else(|| it.next().cloned())
-                    .ok_or_else(|| format!("{name} needs a value"))
-            };
-            match name {
-                "--bench" => opts.bench = true,
-                "-h" | "--help" => opts.help = true,
-                "--duration" => {
-                    let v = value()?;
-                    let secs: f64 = v
-                        .trim_end_matches('s')
-                        .parse()
-                        .map_err(|_| format!("--duration: not a number of seconds: {v}"))?;
-                    if !(0.1..=600.0).contains(&secs) {
-                        return Err("--duration must be between 0.1 and 600 seconds".into());
-                    }
-                    opts.duration = Duration::from_secs_f64(secs);
-                }
-                "--connections" => {
-                    let v = value()?;
-                    opts.connections = v
-                        .parse()
-                        .ok()
-                        .filter(|n| (1..=4_096).contains(n))
-                        .ok_or_else(|| format!("--connections must be 1..=4096, not {v}"))?;
-                }
-                "--rate" => {
-                    let v = value()?;
-                    opts.rate = v
-                        .parse()
-                        .ok()
-                        .filter(|n| (1..=1_000_000).contains(n))
-                        .ok_or_else(|| format!("--rate must be 1..=1000000, not {v}"))?;
-                }
-                "--only" => {
-                    opts.only = Some(match value()?.as_str() {
-                        "hello" => Only::Hello,
-                        "closed" => Only::Closed,
-                        "open" => Only::Open,
-                        other => return Err(format!("--only: unknown scenario {other}")),
-                    });
-                }
-                "--server-bin" => opts.server_bin = PathBuf::from(value()?),
-                other => return Err(format!("unknown argument {other}")),
-            }
-        }
-        Ok(opts)
+fn seconds(v: &str) -> Res<Duration> {
+    let secs: f64 = v
+        .trim_end_matches('s')
+        .parse()
+        .map_err(|_| format!("not a number of seconds: {v}"))?;
+    if !(0.1..=600.0).contains(&secs) {
+        return Err("must be between 0.1 and 600 seconds".into());
     }
+    Ok(Duration::from_secs_f64(secs))
+}
 
+impl Options {
     fn closed(&self) -> bool {
         matches!(self.only, None | Some(Only::Hello) | Some(Only::Closed))
     }
@@ -329,7 +273,7 @@ fn run_loops(
         let r = rt.block_on(closed_loop(
             server.addr,
             closed_load,
-            opts.connections,
+            usize::from(opts.connections),
             opts.duration,
         ))?;
         cpu = Some(LoopCpu {

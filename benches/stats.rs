@@ -23,13 +23,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use jetrack::generate::{self, Summary};
 use serde_json::{Value, json};
 
 type Res<T> = Result<T, String>;
 
-const USAGE: &str = "usage: cargo bench --bench stats -- [--pageviews N] [--days D] \
-[--iterations K] [--db DIR] [--server-bin PATH]";
 /// Beside the database in a `--db` directory: what was generated there, for a later run.
 const INFO_FILE: &str = "bench-stats.json";
 const EMAIL: &str = "bench@example.com";
@@ -38,19 +37,13 @@ const DOMAIN: &str = "example.com";
 const RECENT_DAYS: i64 = 30;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match Options::parse(&args) {
-        Ok(opts) if opts.help => {
-            println!("{USAGE}");
-            Ok(())
-        }
-        Ok(opts) => run(&opts),
-        Err(e) => {
-            eprintln!("error: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match result {
+    let mut opts = Options::parse();
+    if !opts.bench {
+        opts.pageviews = opts.pageviews.min(2_000);
+        opts.days = opts.days.min(3);
+        opts.iterations = 1;
+    }
+    match run(&opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -59,69 +52,31 @@ fn main() -> ExitCode {
     }
 }
 
-#[derive(Debug)]
+/// Statistics query benchmark: generates a trace, then times every endpoint.
+#[derive(Debug, Parser)]
+#[command(name = "cargo bench --bench stats --")]
 struct Options {
+    /// Pageviews to generate.
+    #[arg(long, default_value_t = generate::Options::default().pageviews,
+          value_parser = clap::value_parser!(u64).range(1..))]
     pageviews: u64,
+    /// Days the trace spans, ending now.
+    #[arg(long, default_value_t = generate::Options::default().days,
+          value_parser = clap::value_parser!(u32).range(1..))]
     days: u32,
-    iterations: usize,
+    /// Timed requests per endpoint and range, after one warm-up.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    iterations: u32,
+    /// Keep the data directory here, and reuse what an earlier run generated in it.
+    #[arg(long)]
     db: Option<PathBuf>,
+    /// The server executable to measure.
+    #[arg(long, default_value = env!("CARGO_BIN_EXE_jetrack"))]
     server_bin: PathBuf,
-    /// Run without `--bench`: a test of every step with a tiny trace.
-    test_run: bool,
-    help: bool,
-}
-
-impl Options {
-    fn parse(args: &[String]) -> Res<Self> {
-        let defaults = generate::Options::default();
-        let mut opts = Options {
-            pageviews: defaults.pageviews,
-            days: defaults.days,
-            iterations: 20,
-            db: None,
-            server_bin: PathBuf::from(env!("CARGO_BIN_EXE_jetrack")),
-            test_run: true,
-            help: false,
-        };
-        let mut it = args.iter();
-        while let Some(arg) = it.next() {
-            let (name, inline) = match arg.split_once('=') {
-                Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
-                _ => (arg.as_str(), None),
-            };
-            let mut value = || {
-                inline
-                    .clone()
-                    .or_else(|| it.next().cloned())
-                    .ok_or_else(|| format!("{name} needs a value"))
-            };
-            match name {
-                // `cargo bench` passes it; without it this is a test run.
-                "--bench" => opts.test_run = false,
-                "-h" | "--help" => opts.help = true,
-                "--pageviews" => opts.pageviews = number(name, &value()?, 1)?,
-                "--days" => opts.days = number(name, &value()?, 1)?,
-                "--iterations" => opts.iterations = number(name, &value()?, 1)?,
-                "--db" => opts.db = Some(PathBuf::from(value()?)),
-                "--server-bin" => opts.server_bin = PathBuf::from(value()?),
-                other => return Err(format!("unknown argument {other}")),
-            }
-        }
-        if opts.test_run {
-            opts.pageviews = opts.pageviews.min(2_000);
-            opts.days = opts.days.min(3);
-            opts.iterations = 1;
-        }
-        Ok(opts)
-    }
-}
-
-fn number<T: std::str::FromStr + PartialOrd>(name: &str, raw: &str, least: T) -> Res<T> {
-    raw.replace('_', "")
-        .parse()
-        .ok()
-        .filter(|n| *n >= least)
-        .ok_or_else(|| format!("{name}: not a whole number of at least 1: {raw}"))
+    /// Passed by `cargo bench`; without it (`cargo test --benches`) this is a test run of
+    /// every step with a tiny trace and one request per endpoint.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 fn run(opts: &Options) -> Res<()> {
@@ -130,7 +85,7 @@ fn run(opts: &Options) -> Res<()> {
     }
     println!("Jetrack statistics benchmark");
     println!("server: {}", opts.server_bin.display());
-    if opts.test_run {
+    if !opts.bench {
         println!("test run (no --bench): a tiny trace and one request per endpoint; no figures");
     }
     let temp;
@@ -193,7 +148,7 @@ fn run(opts: &Options) -> Res<()> {
         for query in queries() {
             let sep = if query.contains('?') { '&' } else { '?' };
             let url = format!("{base}/{query}{sep}from={from}&to={last}");
-            let row = measure(&client, &url, &info.key, opts.iterations);
+            let row = measure(&client, &url, &info.key, opts.iterations as usize);
             println!(
                 "{:<44} {:>9} {:>9} {:>9}  {}",
                 query,
