@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::ingest::store::Kind;
+use crate::ingest::store::{AttrIds, Kind};
 use crate::stats::period::Period;
 use crate::time::iso_ms;
 
@@ -108,15 +108,7 @@ pub fn file_name(domain: &str, from: &str, to: &str, format: Format) -> String {
 struct Session {
     visitor: i64,
     last_at: i64,
-    hostname: Option<i64>,
-    referrer: Option<i64>,
-    utm: [Option<i64>; 5],
-    country: Option<String>,
-    browser: Option<i64>,
-    os: Option<i64>,
-    device: Option<i64>,
-    language: Option<i64>,
-    screen: Option<i64>,
+    attrs: AttrIds,
 }
 
 /// One line of the export.
@@ -142,21 +134,7 @@ fn session_from(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Session
     Ok(Session {
         visitor: r.get(first)?,
         last_at: r.get(first + 1)?,
-        hostname: r.get(first + 2)?,
-        referrer: r.get(first + 3)?,
-        utm: [
-            r.get(first + 4)?,
-            r.get(first + 5)?,
-            r.get(first + 6)?,
-            r.get(first + 7)?,
-            r.get(first + 8)?,
-        ],
-        country: r.get(first + 9)?,
-        browser: r.get(first + 10)?,
-        os: r.get(first + 11)?,
-        device: r.get(first + 12)?,
-        language: r.get(first + 13)?,
-        screen: r.get(first + 14)?,
+        attrs: AttrIds::from_row(r, first + 2)?,
     })
 }
 
@@ -386,7 +364,7 @@ impl Export {
     }
 
     fn write(&mut self, conn: &Connection, row: &Row, out: &mut Vec<u8>) -> Result<()> {
-        let s = &row.session;
+        let s = &row.session.attrs;
         let page_host = self.string(conn, row.hostname)?;
         let session_host = self.string(conn, s.hostname)?;
         let hostname = page_host
@@ -401,7 +379,7 @@ impl Export {
         let line = Line {
             kind: row.kind.as_str(),
             timestamp: iso_ms(row.at),
-            visitor_id: format!("{:016x}", s.visitor as u64),
+            visitor_id: format!("{:016x}", row.session.visitor as u64),
             hostname,
             referrer,
             country: s.country.clone(),

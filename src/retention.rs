@@ -229,37 +229,6 @@ mod tests {
     const DAY: i64 = 24 * 60 * MIN;
     const T0: i64 = 1_736_899_200_000; // 2025-01-15T00:00:00Z
 
-    /// Buckets whose stored block differs from the block built from the rows now, among
-    /// those not marked (a marked one is built from the rows by every reader).
-    fn stale_blocks(conn: &Connection) -> (Vec<i64>, usize) {
-        let marked: std::collections::HashSet<i64> = conn
-            .prepare("SELECT bucket FROM stats_dirty")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
-        let stored: Vec<(i64, Vec<u8>)> = conn
-            .prepare("SELECT bucket, data FROM stats_blocks WHERE part = 1")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
-        let mut stale = Vec::new();
-        let mut checked = 0;
-        for (bucket, data) in stored {
-            if marked.contains(&bucket) {
-                continue;
-            }
-            checked += 1;
-            if blocks::decode(&data, bucket).unwrap() != blocks::build(conn, 1, bucket).unwrap() {
-                stale.push(bucket);
-            }
-        }
-        (stale, checked)
-    }
-
     /// Returning visitors over ten days; the first five go. Every block left unmarked must
     /// still be what the rows say, also for visitors whose oldest session (their number) went.
     #[test]
@@ -317,7 +286,7 @@ mod tests {
         store.record(&conn, &trace).unwrap();
         while blocks::refresh(&conn, None, i64::MAX, 1000).unwrap() > 0 {}
         conn.execute_batch("COMMIT").unwrap();
-        assert_eq!(stale_blocks(&conn).0, Vec::<i64>::new());
+        assert_eq!(blocks::stale(&conn).0, Vec::new());
 
         let cutoff = T0 + 5 * DAY;
         let old: Vec<i64> = conn
@@ -351,12 +320,12 @@ mod tests {
             .unwrap();
         assert_eq!(left, 0);
         // Blocks of visitors that kept their number, and of buckets no deletion touched.
-        let (stale, checked) = stale_blocks(&conn);
+        let (stale, checked) = blocks::stale(&conn);
         assert!(checked > 0);
-        assert_eq!(stale, Vec::<i64>::new());
+        assert_eq!(stale, Vec::new());
         while blocks::refresh(&conn, None, i64::MAX, 1000).unwrap() > 0 {}
-        let (stale, _) = stale_blocks(&conn);
-        assert_eq!(stale, Vec::<i64>::new());
+        let (stale, _) = blocks::stale(&conn);
+        assert_eq!(stale, Vec::new());
     }
 
     #[test]

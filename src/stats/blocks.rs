@@ -562,6 +562,41 @@ pub fn mark_all(conn: &Connection, site: Option<i64>) -> Result<usize> {
     Ok(total)
 }
 
+/// For tests: the `(site, bucket)` of every stored block, among those not marked (a marked one
+/// is built from the rows by every reader), that differs from the block built from the rows
+/// now, and how many were compared.
+#[cfg(test)]
+pub(crate) fn stale(conn: &Connection) -> (Vec<(i64, i64)>, usize) {
+    let marked: HashSet<(i64, i64)> = conn
+        .prepare("SELECT site, bucket FROM stats_dirty")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    let stored: Vec<(i64, i64, Vec<u8>)> = conn
+        .prepare(&format!(
+            "SELECT site, bucket, data FROM stats_blocks WHERE part = {RECORDS}"
+        ))
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    let mut stale = Vec::new();
+    let mut checked = 0;
+    for (site, bucket, data) in stored {
+        if marked.contains(&(site, bucket)) {
+            continue;
+        }
+        checked += 1;
+        if decode(&data, bucket).unwrap() != build(conn, site, bucket).unwrap() {
+            stale.push((site, bucket));
+        }
+    }
+    (stale, checked)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
