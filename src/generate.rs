@@ -1327,24 +1327,9 @@ mod tests {
     use rusqlite::types::Value as Sql;
 
     use super::*;
-    use crate::db::migrations::{MIGRATIONS, migrate};
     use crate::ingest::store::{Activity, Attrs, Kind, Store};
 
     const T0: i64 = 1_736_935_200_000; // 2025-01-15T10:00:00Z: the last day is partly covered
-
-    fn database() -> (tempfile::TempDir, Connection) {
-        let dir = tempfile::tempdir().unwrap();
-        let conn = crate::db::open_connection(&dir.path().join("j.db"), MIGRATIONS).unwrap();
-        migrate(&conn, MIGRATIONS, &dir.path().join("backups")).unwrap();
-        conn.execute_batch(
-            "PRAGMA foreign_keys = OFF;
-             INSERT INTO websites (id, account_id, name, domain, created_at)
-             VALUES ('w1', 'a1', 'Site', 'example.com', 0);
-             PRAGMA foreign_keys = ON;",
-        )
-        .unwrap();
-        (dir, conn)
-    }
 
     fn options(pageviews: u64, days: u32) -> Options {
         Options {
@@ -1484,10 +1469,10 @@ mod tests {
     #[test]
     fn the_rows_are_those_the_ingestion_writer_stores_for_the_same_activities() {
         let opts = options(3_000, 4);
-        let (_d1, generated) = database();
+        let (_d1, generated) = crate::db::test_database();
         let summary = generate(&generated, 1, &opts).unwrap();
 
-        let (_d2, ingested) = database();
+        let (_d2, ingested) = crate::db::test_database();
         let store = Store::new();
         let mut trace = activities(&opts);
         trace.sort_by_key(|a| a.at);
@@ -1517,15 +1502,15 @@ mod tests {
     #[test]
     fn the_same_seed_gives_the_same_trace() {
         let opts = options(2_000, 3);
-        let (_d1, a) = database();
-        let (_d2, b) = database();
+        let (_d1, a) = crate::db::test_database();
+        let (_d2, b) = crate::db::test_database();
         assert_eq!(
             generate(&a, 1, &opts).unwrap(),
             generate(&b, 1, &opts).unwrap()
         );
         assert_eq!(stored(&a), stored(&b));
         let other = Options { seed: 8, ..opts };
-        let (_d3, c) = database();
+        let (_d3, c) = crate::db::test_database();
         generate(&c, 1, &other).unwrap();
         assert_ne!(stored(&a)[1], stored(&c)[1]);
     }
@@ -1545,7 +1530,7 @@ mod tests {
     #[test]
     fn visits_keep_the_writers_invariants() {
         let opts = options(30_000, 28);
-        let (_dir, conn) = database();
+        let (_dir, conn) = crate::db::test_database();
         let summary = generate(&conn, 1, &opts).unwrap();
         assert_eq!(summary.pageviews, 30_000);
 
@@ -1623,7 +1608,7 @@ mod tests {
     #[test]
     fn the_trace_has_the_shape_of_real_traffic() {
         let opts = options(60_000, 56);
-        let (_dir, conn) = database();
+        let (_dir, conn) = crate::db::test_database();
         let s = generate(&conn, 1, &opts).unwrap();
         let bounce = share(s.bounces, s.visits);
         assert!((0.38..0.52).contains(&bounce), "bounce share {bounce}");
@@ -1706,7 +1691,7 @@ mod tests {
 
     #[test]
     fn an_unknown_site_or_no_days_is_refused() {
-        let (_dir, conn) = database();
+        let (_dir, conn) = crate::db::test_database();
         assert!(matches!(
             generate(&conn, 9, &options(10, 1)),
             Err(Error::NotFound(_))

@@ -233,23 +233,7 @@ mod tests {
     /// still be what the rows say, also for visitors whose oldest session (their number) went.
     #[test]
     fn every_block_left_unmarked_still_matches_the_rows() {
-        let dir = tempfile::tempdir().unwrap();
-        let conn =
-            crate::db::open_connection(&dir.path().join("j.db"), crate::db::migrations::MIGRATIONS)
-                .unwrap();
-        crate::db::migrations::migrate(
-            &conn,
-            crate::db::migrations::MIGRATIONS,
-            &dir.path().join("backups"),
-        )
-        .unwrap();
-        conn.execute_batch(
-            "PRAGMA foreign_keys = OFF;
-             INSERT INTO websites (id, account_id, name, domain, created_at)
-             VALUES ('w1', 'a1', 'Site', 'example.com', 0);
-             PRAGMA foreign_keys = ON;",
-        )
-        .unwrap();
+        let (_dir, conn) = crate::db::test_database();
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
         let mut trace = Vec::new();
         for visitor in 1..=15 {

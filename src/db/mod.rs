@@ -170,3 +170,20 @@ impl Db {
         self.writer.shutdown().await;
     }
 }
+
+/// For tests: a migrated database in a temporary folder, with one website (`w1`, site 1,
+/// `example.com`) and no account.
+#[cfg(test)]
+pub(crate) fn test_database() -> (tempfile::TempDir, Connection) {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = open_connection(&dir.path().join("j.db"), migrations::MIGRATIONS).unwrap();
+    migrations::migrate(&conn, migrations::MIGRATIONS, &dir.path().join("backups")).unwrap();
+    conn.execute_batch(
+        "PRAGMA foreign_keys = OFF;
+         INSERT INTO websites (id, account_id, name, domain, created_at)
+         VALUES ('w1', 'a1', 'Site', 'example.com', 0);
+         PRAGMA foreign_keys = ON;",
+    )
+    .unwrap();
+    (dir, conn)
+}

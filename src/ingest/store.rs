@@ -548,26 +548,11 @@ fn update_visit(conn: &Connection, before: &Visit, v: &Visit) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::migrations::{MIGRATIONS, migrate};
     use rand::seq::SliceRandom;
     use rand::{Rng, SeedableRng};
 
     const MIN: i64 = 60_000;
     const T0: i64 = 1_736_935_200_000; // 2025-01-15T10:00:00Z
-
-    fn database() -> (tempfile::TempDir, Connection) {
-        let dir = tempfile::tempdir().unwrap();
-        let conn = crate::db::open_connection(&dir.path().join("j.db"), MIGRATIONS).unwrap();
-        migrate(&conn, MIGRATIONS, &dir.path().join("backups")).unwrap();
-        conn.execute_batch(
-            "PRAGMA foreign_keys = OFF;
-             INSERT INTO websites (id, account_id, name, domain, created_at)
-             VALUES ('w1', 'a1', 'Site', 'example.com', 0);
-             PRAGMA foreign_keys = ON;",
-        )
-        .unwrap();
-        (dir, conn)
-    }
 
     fn act(kind: Kind, at: i64, visitor: i64, path: &str) -> Activity {
         Activity {
@@ -658,7 +643,7 @@ mod tests {
 
     #[test]
     fn a_gap_of_29_59_continues_and_30_00_starts_a_new_visit() {
-        let (_dir, conn) = database();
+        let (_dir, conn) = crate::db::test_database();
         let store = Store::new();
         let second = 1000;
         record(
@@ -683,7 +668,7 @@ mod tests {
 
     #[test]
     fn heartbeats_and_events_extend_the_visit_without_rows() {
-        let (_dir, conn) = database();
+        let (_dir, conn) = crate::db::test_database();
         let store = Store::new();
         let mut acts = vec![pv(T0, 7, "/a")];
         for i in 1..=8 {
@@ -714,7 +699,7 @@ mod tests {
 
     #[test]
     fn an_activity_bridging_two_visits_merges_them() {
-        let (_dir, conn) = database();
+        let (_dir, conn) = crate::db::test_database();
         let store = Store::new();
         record(
             &conn,
@@ -736,7 +721,7 @@ mod tests {
 
     #[test]
     fn an_earlier_pageview_becomes_the_entry_and_describes_the_visit() {
-        let (_dir, conn) = database();
+        let (_dir, conn) = crate::db::test_database();
         let store = Store::new();
         record(
             &conn,
@@ -756,7 +741,7 @@ mod tests {
 
     #[test]
     fn the_previous_dates_id_continues_a_visit_but_never_starts_one() {
-        let (_dir, conn) = database();
+        let (_dir, conn) = crate::db::test_database();
         let store = Store::new();
         record(&conn, &store, &[pv(T0, 100, "/a")]);
         let mut next = pv(T0 + 10 * MIN, 200, "/b");
@@ -800,7 +785,7 @@ mod tests {
             }
         }
         trace.sort_by_key(|a| a.at);
-        let (_d1, in_order) = database();
+        let (_d1, in_order) = crate::db::test_database();
         record(&in_order, &Store::new(), &trace);
         let expected = (visits(&in_order), grouping(&in_order));
         assert!(
@@ -810,7 +795,7 @@ mod tests {
         for round in 0..5 {
             let mut shuffled = trace.clone();
             shuffled.shuffle(&mut rng);
-            let (_d2, conn) = database();
+            let (_d2, conn) = crate::db::test_database();
             let store = Store::new();
             // In several requests, as an import would send it.
             for chunk in shuffled.chunks(37) {
@@ -849,7 +834,7 @@ mod tests {
             }
         }
         trace.shuffle(&mut rng);
-        let (_dir, conn) = database();
+        let (_dir, conn) = crate::db::test_database();
         let store = Store::new();
         for chunk in trace.chunks(13) {
             record(&conn, &store, chunk);
@@ -889,7 +874,7 @@ mod tests {
 
     #[test]
     fn a_merge_keeps_the_smaller_visit_id() {
-        let (_dir, conn) = database();
+        let (_dir, conn) = crate::db::test_database();
         let store = Store::new();
         // Two visits 40 minutes apart, then a pageview between them joins them.
         record(&conn, &store, &[pv(T0 + 40 * MIN, 1, "/b")]);
@@ -918,7 +903,7 @@ mod tests {
 
     #[test]
     fn a_rolled_back_job_leaves_no_stale_string_numbers() {
-        let (_dir, conn) = database();
+        let (_dir, conn) = crate::db::test_database();
         let store = Store::new();
         conn.execute_batch("BEGIN").unwrap();
         store.record(&conn, &[pv(T0, 7, "/new")]).unwrap();
