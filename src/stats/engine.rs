@@ -283,7 +283,7 @@ impl<'f> Selection<'f> {
     }
 }
 
-/// Hands `sink` what counts in `[start, end)` under `filters`: the pageviews, the sessions
+/// Hands `sink` what counts in `period` under `filters`: the pageviews, the sessions
 /// whose time is in the range, and (`with_events`) the events, block by block, never
 /// holding the range in memory.
 ///
@@ -296,11 +296,12 @@ impl<'f> Selection<'f> {
 fn count(
     conn: &Connection,
     site: i64,
-    (start, end): (i64, i64),
+    period: &Period,
     filters: &Filters,
     with_events: bool,
     sink: &mut impl Sink,
 ) -> Result<()> {
+    let (start, end) = (period.start, period.end);
     if filters.is_empty() {
         return blocks::each(conn, site, start, end, |block| {
             block.pageviews.iter().for_each(|p| sink.pageview(p));
@@ -538,9 +539,13 @@ fn aligned(bounds: impl IntoIterator<Item = i64>) -> bool {
         .all(|b| b.rem_euclid(blocks::BUCKET_MS) == 0)
 }
 
-/// The buckets from the one holding `start` to the one holding `end - 1`.
-fn bucket_range(start: i64, end: i64) -> (i64, i64) {
-    (blocks::bucket_of(start), blocks::bucket_of(end - 1))
+/// The buckets from the one holding the first millisecond of `period` to the one holding its
+/// last.
+fn bucket_range(period: &Period) -> (i64, i64) {
+    (
+        blocks::bucket_of(period.start),
+        blocks::bucket_of(period.end - 1),
+    )
 }
 
 /// The totals of `main` over `period`.
@@ -550,16 +555,11 @@ pub fn main(conn: &Connection, site: i64, period: &Period, filters: &Filters) ->
         let mut tally = Tally::default();
         let mut visitors = Bits::default();
         if period.start < period.end {
-            blocks::each_totals(
-                conn,
-                site,
-                bucket_range(period.start, period.end),
-                |_, t| {
-                    tally.add_totals(&t);
-                    t.visitors.iter().for_each(|&v| visitors.insert(v));
-                    Ok(())
-                },
-            )?;
+            blocks::each_totals(conn, site, bucket_range(period), |_, t| {
+                tally.add_totals(&t);
+                t.visitors.iter().for_each(|&v| visitors.insert(v));
+                Ok(())
+            })?;
         }
         tally.visitors = visitors.len();
         return Ok(tally);
@@ -581,14 +581,7 @@ pub fn main(conn: &Connection, site: i64, period: &Period, filters: &Filters) ->
         tally: Tally::default(),
         visitors: Bits::default(),
     };
-    count(
-        conn,
-        site,
-        (period.start, period.end),
-        filters,
-        false,
-        &mut main,
-    )?;
+    count(conn, site, period, filters, false, &mut main)?;
     main.tally.visitors = main.visitors.len();
     Ok(main.tally)
 }
@@ -607,20 +600,15 @@ pub fn timeseries(
     }
     if filters.is_empty() && aligned(starts.iter().copied().chain([period.end])) {
         let mut visitors = PerGroup::default();
-        blocks::each_totals(
-            conn,
-            site,
-            bucket_range(period.start, period.end),
-            |bucket, t| {
-                if let Some(i) = bucket_of(starts, bucket * blocks::BUCKET_MS) {
-                    tallies[i].add_totals(&t);
-                    t.visitors
-                        .iter()
-                        .for_each(|&v| visitors.insert(i as u32, v));
-                }
-                Ok(())
-            },
-        )?;
+        blocks::each_totals(conn, site, bucket_range(period), |bucket, t| {
+            if let Some(i) = bucket_of(starts, bucket * blocks::BUCKET_MS) {
+                tallies[i].add_totals(&t);
+                t.visitors
+                    .iter()
+                    .for_each(|&v| visitors.insert(i as u32, v));
+            }
+            Ok(())
+        })?;
         for (tally, n) in tallies.iter_mut().zip(visitors.counts(starts.len())) {
             tally.visitors = n;
         }
@@ -649,14 +637,7 @@ pub fn timeseries(
         tallies,
         visitors: PerGroup::default(),
     };
-    count(
-        conn,
-        site,
-        (period.start, period.end),
-        filters,
-        false,
-        &mut series,
-    )?;
+    count(conn, site, period, filters, false, &mut series)?;
     let mut tallies = series.tallies;
     for (tally, n) in tallies.iter_mut().zip(series.visitors.counts(starts.len())) {
         tally.visitors = n;
@@ -825,14 +806,7 @@ pub fn breakdown(
         rows: Rows::default(),
         visitors: Bits::default(),
     };
-    count(
-        conn,
-        site,
-        (period.start, period.end),
-        filters,
-        with_events,
-        &mut breakdown,
-    )?;
+    count(conn, site, period, filters, with_events, &mut breakdown)?;
     Ok((breakdown.rows.into_rows(), breakdown.visitors.len()))
 }
 
