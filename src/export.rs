@@ -394,13 +394,13 @@ impl Export {
         match &mut self.csv {
             Some(w) => {
                 let [source, medium, campaign, term, content] = &utm;
-                let cell = |v: &Option<String>| v.clone().unwrap_or_default();
+                let cell = |v: &Option<String>| v.as_deref().map_or_else(String::new, csv_cell);
                 let record = [
                     line.timestamp.clone(),
                     line.kind.to_string(),
                     line.visitor_id.clone(),
                     row.visit.to_string(),
-                    line.hostname.clone(),
+                    csv_cell(&line.hostname),
                     cell(&path),
                     cell(&line.referrer),
                     cell(source),
@@ -533,6 +533,18 @@ fn page_url(hostname: &str, path: Option<&str>, utm: &[Option<String>; 5]) -> St
     url
 }
 
+/// A CSV cell that a spreadsheet will not run: text beginning with `=`, `+`, `-`, `@`, a tab
+/// or a carriage return gets a leading `'` (docs/api.md, "Export"). Tracking data is anyone's
+/// input, and a cell such as `=HYPERLINK(…)` would otherwise be a formula. The NDJSON export
+/// keeps every value as it is.
+fn csv_cell(value: &str) -> String {
+    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{value}")
+    } else {
+        value.to_string()
+    }
+}
+
 fn csv_error(e: csv::Error) -> Error {
     Error::Internal(format!("writing CSV: {e}"))
 }
@@ -628,6 +640,23 @@ mod tests {
             "https://blog.example.com/a/b?utm_source=news+letter&utm_campaign=a%26b"
         );
         assert_eq!(page_url("::1", None, &Default::default()), "https://[::1]/");
+    }
+
+    #[test]
+    fn csv_cells_never_start_a_formula() {
+        for (raw, cell) in [
+            ("=HYPERLINK(\"https://evil.example\")", "'=HYPERLINK(\"https://evil.example\")"),
+            ("+1", "'+1"),
+            ("-2", "'-2"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("\rx", "'\rx"),
+            ("/pricing", "/pricing"),
+            ("a=b", "a=b"),
+            ("", ""),
+        ] {
+            assert_eq!(csv_cell(raw), cell, "{raw:?}");
+        }
     }
 
     #[test]

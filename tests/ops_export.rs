@@ -542,3 +542,87 @@ fn a_years_export_streams_without_the_server_growing() {
         "the server's peak memory grew by {grown} KiB while sending {bytes} bytes"
     );
 }
+
+/// Tracking data is anyone's input: a formula planted through `/api/collect` (event name,
+/// UTM values, language) or an import (browser, OS) comes out of the CSV export as text, not
+/// as a formula, and control characters such as NUL never reach the database or an export.
+#[test]
+fn planted_formulas_and_control_characters_do_not_reach_a_spreadsheet() {
+    let sb = Sandbox::new();
+    let server = Server::start(&sb, UNLIMITED);
+    let session = server.setup("owner@example.com");
+    let key = api_key(&server, &session);
+    let site = website(&server, &session, "shop.example", "UTC");
+    let url = "https://shop.example/?utm_source=%3DHYPERLINK(%22https%3A%2F%2Fevil.example%22)\
+               &utm_medium=%2Bcmd&utm_campaign=-2%2B3&utm_term=%40SUM(A1)&utm_content=%09tab";
+    let planted = [
+        json!({"type": "pageview", "websiteId": site, "url": url, "language": "@lang"}),
+        json!({"type": "event", "websiteId": site, "url": url, "name": "=1+1\u{0}\r\n",
+               "props": {"k\u{0}ey": "=cmd|' /C calc'!A0\u{1b}"}}),
+    ];
+    for body in &planted {
+        let resp = common::ingest::collect(&server, body, "203.0.113.7", common::ingest::CHROME);
+        assert_eq!(resp.status(), 202);
+        assert_eq!(common::ingest::dropped(&resp), None);
+    }
+    let imported = json!([{"type": "pageview", "url": "https://shop.example/x",
+        "timestamp": iso(now_ms() - 60_000), "visitorId": "v", "browser": "+Browser\u{7}",
+        "os": "-OS"}]);
+    assert_eq!(import(&server, &key, &site, imported.as_array().unwrap()), 1);
+
+    let today = local_date("UTC", 0);
+    let range = format!("from={today}&to={today}");
+    let csv = get(&server, &key, &format!("/websites/{site}/export?{range}&format=csv"))
+        .text()
+        .unwrap();
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    let rows: Vec<Vec<String>> = reader
+        .records()
+        .map(|r| r.unwrap().iter().map(String::from).collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "{csv}");
+    for row in &rows {
+        for (name, cell) in header.iter().zip(row) {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "{name} starts a formula: {cell:?}"
+            );
+            assert!(!cell.contains(char::is_control) || name == "props", "{name}: {cell:?}");
+        }
+    }
+    let column = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let event = rows.iter().find(|r| r[column("type")] == "event").unwrap();
+    assert_eq!(event[column("name")], "'=1+1");
+    assert_eq!(
+        event[column("utmSource")],
+        "'=HYPERLINK(\"https://evil.example\")"
+    );
+    assert_eq!(event[column("utmMedium")], "'+cmd");
+    assert_eq!(event[column("utmCampaign")], "'-2+3");
+    assert_eq!(event[column("utmTerm")], "'@SUM(A1)");
+    assert_eq!(event[column("utmContent")], "tab", "a leading tab is a control character");
+    assert_eq!(event[column("language")], "'@lang");
+    assert_eq!(
+        serde_json::from_str::<Value>(&event[column("props")]).unwrap(),
+        json!({"key": "=cmd|' /C calc'!A0"})
+    );
+    let import_row = rows.iter().find(|r| r[column("browser")] != "Chrome").unwrap();
+    assert_eq!(import_row[column("browser")], "'+Browser");
+    assert_eq!(import_row[column("os")], "'-OS");
+
+    // NDJSON keeps the values themselves, without the control characters.
+    let ndjson = get(&server, &key, &format!("/websites/{site}/export?{range}&format=ndjson"))
+        .text()
+        .unwrap();
+    let lines: Vec<Value> = ndjson.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let event = lines.iter().find(|l| l["type"] == "event").unwrap();
+    assert_eq!(event["name"], "=1+1");
+    assert_eq!(event["props"], json!({"key": "=cmd|' /C calc'!A0"}));
+    assert!(event["url"].as_str().unwrap().contains("utm_medium=%2Bcmd"), "{event}");
+    assert!(!ndjson.contains("\\u0000"), "{ndjson}");
+    let stored = common::ingest::events(&sb);
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].name, "=1+1");
+    assert_eq!(stored[0].props, json!({"key": "=cmd|' /C calc'!A0"}));
+}

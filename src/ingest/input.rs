@@ -7,7 +7,7 @@ use url::Url;
 
 use super::referrer::{self, Utm};
 use super::store::{Attrs, Kind};
-use super::truncate_chars;
+use super::{strip_controls, truncate_chars};
 
 pub const MAX_URL_CHARS: usize = 2_000;
 pub const MAX_NAME_CHARS: usize = 120;
@@ -114,7 +114,7 @@ pub fn read_common(r: &mut Reader<'_>) -> Option<Common> {
     let screen_width = r.integer("screenWidth");
     let language = r
         .string("language")
-        .map(|l| truncate_chars(l.trim(), MAX_LANGUAGE_CHARS).to_string())
+        .map(|l| truncate_chars(strip_controls(l).trim(), MAX_LANGUAGE_CHARS).to_string())
         .filter(|l| !l.is_empty());
     let name = r.string("name");
     let props = read_props(r);
@@ -126,6 +126,7 @@ pub fn read_common(r: &mut Reader<'_>) -> Option<Common> {
             None
         }
         (Some(Kind::Event), Some(n)) => {
+            let n = strip_controls(n);
             let n = n.trim();
             if n.is_empty() {
                 r.error("name", "must not be empty");
@@ -186,6 +187,7 @@ fn read_props(r: &mut Reader<'_>) -> Option<String> {
     }
     let mut kept = Map::new();
     for (key, value) in props {
+        let key = strip_controls(key);
         if key.is_empty() || key.chars().count() > MAX_PROP_KEY_CHARS {
             r.error(
                 "props",
@@ -194,7 +196,7 @@ fn read_props(r: &mut Reader<'_>) -> Option<String> {
             return None;
         }
         let text = match value {
-            Value::String(s) => s.clone(),
+            Value::String(s) => strip_controls(s).into_owned(),
             Value::Number(n) => n.to_string(),
             Value::Bool(b) => b.to_string(),
             _ => {
@@ -212,7 +214,7 @@ fn read_props(r: &mut Reader<'_>) -> Option<String> {
             );
             return None;
         }
-        kept.insert(key.clone(), Value::String(text));
+        kept.insert(key.into_owned(), Value::String(text));
     }
     (!kept.is_empty()).then(|| Value::Object(kept).to_string())
 }

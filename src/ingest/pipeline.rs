@@ -440,9 +440,9 @@ impl Given {
     fn read(r: &mut Reader<'_>) -> Given {
         let text = |r: &mut Reader<'_>, field: &str| {
             r.string(field)
-                .map(str::trim)
+                .map(|s| super::strip_controls(s).trim().to_string())
                 .filter(|s| !s.is_empty())
-                .map(|s| super::truncate_chars(s, 100).to_string())
+                .map(|s| super::truncate_chars(&s, 100).to_string())
         };
         let hostname = text(r, "hostname").map(|h| h.to_ascii_lowercase());
         let country = r.string("country").and_then(|c| {
@@ -497,6 +497,8 @@ fn activity(
     (visitor, previous_visitor): (i64, Option<i64>),
     d: Described,
 ) -> Activity {
+    // The User-Agent's parts come from the client as they are.
+    let clean = |s: Option<String>| s.map(|s| super::strip_controls(&s).into_owned());
     Activity {
         site: site.num,
         at,
@@ -507,8 +509,8 @@ fn activity(
         path: page.path.clone(),
         attrs: page.attrs(
             d.country,
-            d.browser,
-            d.os,
+            clean(d.browser),
+            clean(d.os),
             d.device.map(|d| d.as_str().to_string()),
             common.language.clone(),
             d.screen,

@@ -113,7 +113,8 @@ pub fn utm_from_url(url: &Url) -> Utm {
 }
 
 fn utm_value(raw: &str) -> Option<String> {
-    let value = raw.trim();
+    let value = super::strip_controls(raw);
+    let value = value.trim();
     (!value.is_empty()).then(|| truncate_chars(value, MAX_UTM_LEN).trim_end().to_string())
 }
 
