@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::auth::device::DeviceCookie;
 use crate::auth::limits::LoginLimits;
 use crate::auth::ratelimit::{AuthFailures, Throttle};
 use crate::auth::session::SessionCookie;
@@ -48,6 +49,12 @@ impl App {
 
     pub fn cookie(&self) -> SessionCookie {
         SessionCookie {
+            secure: self.config.is_https(),
+        }
+    }
+
+    pub fn device_cookie(&self) -> DeviceCookie {
+        DeviceCookie {
             secure: self.config.is_https(),
         }
     }

@@ -569,6 +569,7 @@ fn spawn_sweeper(app: App) -> tokio::task::JoinHandle<()> {
                 .db
                 .write(Durability::Normal, move |c| {
                     session::purge_expired(c, now)?;
+                    crate::auth::device::purge_expired(c, now)?;
                     pipeline::purge_idempotency(c, now)?;
                     Ok(())
                 })

@@ -375,6 +375,132 @@ fn an_email_with_five_failures_must_wait_before_the_next_try() {
     );
 }
 
+/// Someone who floods an email with wrong passwords from ever new addresses makes that email
+/// wait, but a browser that logged in to the account before (its device cookie) keeps logging
+/// in; without that cookie, even the right password still waits, and a remembered browser
+/// that guesses wrong five times is no longer let through.
+#[test]
+fn a_known_browser_keeps_logging_in_while_its_email_is_flooded() {
+    let sb = Sandbox::new();
+    let server = Server::start(&sb, &[]);
+    server.setup("owner@example.com");
+    let owner = client();
+    let owner_login_from = |ip: &str, password: &str| {
+        owner
+            .post(server.api("/auth/login"))
+            .header("x-forwarded-for", ip)
+            .json(&json!({"email": "owner@example.com", "password": password}))
+            .send()
+            .unwrap()
+    };
+    let owner_login = |password: &str| owner_login_from("192.0.2.10", password);
+    let first = owner_login(PASSWORD);
+    assert_eq!(first.status(), 200);
+    let device = first
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|v| v.starts_with("jetrack_device="))
+        .expect("a device cookie");
+    assert!(
+        device.contains("; Path=/api/v1/auth/login; HttpOnly; SameSite=Strict; Max-Age=15552000"),
+        "{device}"
+    );
+    let stored: i64 = Connection::open(sb.db_path())
+        .unwrap()
+        .query_row("SELECT count(*) FROM login_devices", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, 1);
+    assert!(
+        !std::fs::read(sb.db_path())
+            .unwrap()
+            .windows(64)
+            .any(|w| w == token_of(&device).as_bytes()),
+        "only the device token's hash is stored"
+    );
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attacker = {
+        let stop = stop.clone();
+        let url = server.api("/auth/login");
+        std::thread::spawn(move || {
+            let mut statuses = Vec::new();
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let resp = reqwest::blocking::Client::new()
+                    .post(&url)
+                    .header("x-forwarded-for", format!("198.51.{}.{}", n / 250, n % 250))
+                    .json(&json!({"email": "owner@example.com", "password": "a wrong guess"}))
+                    .send()
+                    .unwrap();
+                statuses.push(resp.status().as_u16());
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            statuses
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    for i in 0..6 {
+        let resp = owner_login(PASSWORD);
+        assert_eq!(resp.status(), 200, "owner's login {} during the flood", i + 1);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // Guessing stays as slow as before: the right password from a browser without the
+    // device cookie still waits.
+    let stranger = login(&server, "owner@example.com", PASSWORD, "203.0.113.50");
+    assert_eq!(stranger.status(), 429);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let statuses = attacker.join().unwrap();
+    // Five free guesses, then waits of 0.25, 0.5, 1 s… (about 3 s of flood: at most 8).
+    assert!(statuses.iter().filter(|s| **s == 401).count() <= 8, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 401 || *s == 429), "{statuses:?}");
+    assert!(statuses.iter().filter(|s| **s == 429).count() > 10, "{statuses:?}");
+
+    // A stolen device cookie buys five guesses, then the browser waits like any other.
+    for _ in 0..5 {
+        assert_eq!(owner_login_from("192.0.2.99", "a wrong guess").status(), 401);
+    }
+    assert_eq!(owner_login_from("192.0.2.99", PASSWORD).status(), 429);
+}
+
+/// Re-authentication (the current password of a password change) is limited like a login:
+/// after five wrong passwords the session waits, even with the right one.
+#[test]
+fn wrong_current_passwords_are_limited_like_logins() {
+    let sb = Sandbox::new();
+    let server = Server::start(&sb, &[]);
+    let session = server.setup("owner@example.com");
+    let change = |current: &str| {
+        session
+            .client
+            .post(server.api("/account/password"))
+            .header("x-csrf-token", &session.csrf)
+            .json(&json!({"currentPassword": current, "newPassword": "a brand new password"}))
+            .send()
+            .unwrap()
+    };
+    for i in 0..5 {
+        let (status, body) = envelope(change("not the password"));
+        assert_eq!(status, 400, "attempt {}", i + 1);
+        assert_eq!(body["meta"]["errors"], json!(["currentPassword: is incorrect"]));
+    }
+    let resp = change(PASSWORD);
+    assert_eq!(resp.status(), 429);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    let (_, body) = envelope(resp);
+    assert_eq!(body["meta"]["message"], "Too many password attempts; try again later");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(change(PASSWORD).status(), 200);
+    // The address's budget counts these too: 10 attempts a minute.
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(change("not the password").status().as_u16());
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+}
+
 #[test]
 fn repeated_bad_session_cookies_block_the_address_too() {
     let sb = Sandbox::new();

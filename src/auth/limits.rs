@@ -1,7 +1,9 @@
-//! Login limits (SPEC 8.2): attempts per client network, and after repeated failures a growing
-//! wait per submitted email, whether or not an account has that email. Attempts for an email
-//! that arrive before its wait is over are refused without checking the password, so parallel
-//! guesses gain nothing.
+//! Login limits (docs/architecture.md, "Sessions and security"): attempts per client network,
+//! and after repeated failures a growing wait per submitted email, whether or not an account
+//! has that email. Attempts for an email that arrive before its wait is over are refused without
+//! checking the password, so parallel guesses gain nothing; a browser that logged in to that
+//! account before (`device.rs`) is not held back by the wait. A session that re-authenticates
+//! (the current password of a password change) waits the same way after wrong passwords.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -25,6 +27,10 @@ pub struct LoginLimits {
     clock: DefaultClock,
     /// Keyed by the SHA-256 of the lower-cased email: fixed size whatever was submitted.
     failures: FailureCounter<[u8; 32]>,
+    /// Wrong passwords from a remembered browser, keyed by its device token's SHA-256.
+    device_failures: FailureCounter<[u8; 32]>,
+    /// Wrong current passwords when a session re-authenticates, keyed by the session's hash.
+    reauth_failures: FailureCounter<[u8; 32]>,
 }
 
 fn email_key(email: &str) -> [u8; 32] {
@@ -40,13 +46,30 @@ pub fn delay_after(n: u32) -> Duration {
     (Duration::from_millis(250) * 2u32.pow(steps)).min(MAX_DELAY)
 }
 
+/// `Err(seconds)` while `key` must still wait after its last failure.
+fn gate(counter: &FailureCounter<[u8; 32]>, key: &[u8; 32]) -> Result<(), u64> {
+    let Some(f) = counter.get(key) else {
+        return Ok(());
+    };
+    let not_before = f.last + delay_after(f.count);
+    let now = Instant::now();
+    if now < not_before {
+        Err(ceil_secs(not_before - now).max(1))
+    } else {
+        Ok(())
+    }
+}
+
 impl LoginLimits {
     pub fn new(attempts_per_minute: u32) -> Self {
         let n = NonZeroU32::new(attempts_per_minute.max(1)).expect("non-zero");
+        let counter = || FailureCounter::new(Window::FromLast(FAILURE_WINDOW), MAX_TRACKED);
         LoginLimits {
             per_ip: RateLimiter::keyed(Quota::per_minute(n)),
             clock: DefaultClock::default(),
-            failures: FailureCounter::new(Window::FromLast(FAILURE_WINDOW), MAX_TRACKED),
+            failures: counter(),
+            device_failures: counter(),
+            reauth_failures: counter(),
         }
     }
 
@@ -59,16 +82,7 @@ impl LoginLimits {
 
     /// `Err(seconds)` while `email` must still wait after its last failure.
     pub fn email_gate(&self, email: &str) -> Result<(), u64> {
-        let Some(f) = self.failures.get(&email_key(email)) else {
-            return Ok(());
-        };
-        let not_before = f.last + delay_after(f.count);
-        let now = Instant::now();
-        if now < not_before {
-            Err(ceil_secs(not_before - now).max(1))
-        } else {
-            Ok(())
-        }
+        gate(&self.failures, &email_key(email))
     }
 
     pub fn failed(&self, email: &str) {
@@ -79,10 +93,38 @@ impl LoginLimits {
         self.failures.clear(&email_key(email));
     }
 
+    /// Whether a remembered browser may still pass the email's wait: not after
+    /// [`FREE_FAILURES`] wrong passwords of its own (a stolen device token buys a few guesses).
+    pub fn device_trusted(&self, device_token: &str) -> bool {
+        let key = sha256(device_token.as_bytes());
+        self.device_failures
+            .get(&key)
+            .is_none_or(|f| f.count < FREE_FAILURES)
+    }
+
+    pub fn device_failed(&self, device_token: &str) {
+        self.device_failures.record(sha256(device_token.as_bytes()));
+    }
+
+    /// `Err(seconds)` while a session that gave wrong current passwords must wait.
+    pub fn reauth_gate(&self, session: &[u8; 32]) -> Result<(), u64> {
+        gate(&self.reauth_failures, session)
+    }
+
+    pub fn reauth_failed(&self, session: &[u8; 32]) {
+        self.reauth_failures.record(*session);
+    }
+
+    pub fn reauth_succeeded(&self, session: &[u8; 32]) {
+        self.reauth_failures.clear(session);
+    }
+
     /// Drops state that no longer limits anyone.
     pub fn sweep(&self) {
         self.per_ip.retain_recent();
         self.failures.sweep();
+        self.device_failures.sweep();
+        self.reauth_failures.sweep();
     }
 }
 

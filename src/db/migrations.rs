@@ -41,6 +41,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "stats",
         sql: include_str!("../../migrations/0005_stats.sql"),
     },
+    Migration {
+        version: 6,
+        name: "login_devices",
+        sql: include_str!("../../migrations/0006_login_devices.sql"),
+    },
 ];
 
 pub fn latest_version(migrations: &[Migration]) -> i64 {

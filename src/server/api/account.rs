@@ -73,6 +73,15 @@ pub async fn change_password(mut ctx: Ctx) -> Result<Answer> {
     let (_, live) = ctx.session()?;
     let account_id = live.account.id.clone();
     let keep = live.hash;
+    // Re-authentication is limited like a login: per client address, and a growing wait for
+    // the session after wrong passwords (someone holding a stolen session must not guess fast).
+    let limits = &ctx.app.login_limits;
+    if let Err(wait) = limits.attempt(ctx.client_ip).and_then(|()| limits.reauth_gate(&keep)) {
+        return Err(Error::TooManyRequests {
+            message: "Too many password attempts; try again later".into(),
+            retry_after: wait,
+        });
+    }
     let id = account_id.clone();
     let stored = ctx
         .app
@@ -81,8 +90,10 @@ pub async fn change_password(mut ctx: Ctx) -> Result<Answer> {
         .await?
         .map(|a| a.password_hash);
     if !password::verify_async(current, stored).await {
+        ctx.app.login_limits.reauth_failed(&keep);
         return Err(Error::invalid("currentPassword: is incorrect"));
     }
+    ctx.app.login_limits.reauth_succeeded(&keep);
     let hash = password::hash_async(new).await?;
     let ip = ctx.client_ip;
     let now = now_ms();

@@ -7,7 +7,7 @@ use serde_json::json;
 use super::{Answer, Ctx};
 use crate::accounts::{self, NewAccount};
 use crate::audit::{self, Action};
-use crate::auth::{password, session, token::constant_time_eq};
+use crate::auth::{device, password, session, token::constant_time_eq};
 use crate::db::Durability;
 use crate::error::{Error, Result};
 use crate::time::now_ms;
@@ -102,25 +102,48 @@ pub async fn login(mut ctx: Ctx) -> Result<Answer> {
     let (Some(email), Some(pass)) = (email, pass) else {
         return Err(Error::invalid("body: incomplete"));
     };
-    if let Err(wait) = ctx.app.login_limits.email_gate(&email) {
-        return Err(Error::TooManyRequests {
-            message: "Too many failed logins for this email; try again later".into(),
-            retry_after: wait,
-        });
-    }
     let lookup = email.clone();
     let account = ctx
         .app
         .db
         .read(move |c| accounts::by_email(c, &lookup))
         .await?;
-    let ok = password::verify_async(pass, account.as_ref().map(|a| a.password_hash.clone())).await;
+    let limits = &ctx.app.login_limits;
     let now = now_ms();
+    // A browser that logged in to this account before passes the email's wait (device.rs).
+    let presented = ctx.app.device_cookie().read(&ctx.headers);
+    let device = match (&presented, &account) {
+        (Some(token), Some(account)) if limits.device_trusted(token) => {
+            let (token, id) = (token.clone(), account.id.clone());
+            let known = ctx
+                .app
+                .db
+                .read(move |c| device::belongs_to(c, &token, &id, now))
+                .await?;
+            known.then(|| presented.clone()).flatten()
+        }
+        _ => None,
+    };
+    if device.is_none()
+        && let Err(wait) = limits.email_gate(&email)
+    {
+        return Err(Error::TooManyRequests {
+            message: "Too many failed logins for this email; try again later".into(),
+            retry_after: wait,
+        });
+    }
+    let ok = password::verify_async(pass, account.as_ref().map(|a| a.password_hash.clone())).await;
     let ip = ctx.client_ip;
     let account = match account {
         Some(account) if ok => account,
         known => {
-            ctx.app.login_limits.failed(&email);
+            limits.failed(&email);
+            if let Some(token) = device.clone() {
+                limits.device_failed(&token);
+                if !limits.device_trusted(&token) {
+                    ctx.app.db.write_detached(move |c| device::forget(c, &token));
+                }
+            }
             if let Some(account) = known {
                 let id = account.id;
                 ctx.app.db.write_detached(move |c| {
@@ -130,22 +153,36 @@ pub async fn login(mut ctx: Ctx) -> Result<Answer> {
             return Err(Error::BadCredentials);
         }
     };
-    ctx.app.login_limits.succeeded(&email);
+    // A success through the wait leaves the email's failures standing: the wait still holds
+    // back whoever else is guessing.
+    if device.is_none() {
+        limits.succeeded(&email);
+    }
     let id = account.id.clone();
-    let token = ctx
+    let remembered = device.is_some();
+    let (token, new_device) = ctx
         .app
         .db
         .write(Durability::Full, move |c| {
             let token = session::create(c, &id, now)?;
+            let new_device = if remembered {
+                None
+            } else {
+                Some(device::create(c, &id, now)?)
+            };
             audit::record(c, &id, Action::Login, Some(ip), None, now)?;
-            Ok(token)
+            Ok((token, new_device))
         })
         .await?;
-    Ok(Answer::ok(json!({
+    let mut answer = Answer::ok(json!({
         "account": account.view(),
         "csrfToken": session::csrf_token(&token),
     }))?
-    .header(SET_COOKIE, &ctx.app.cookie().set(&token)))
+    .header(SET_COOKIE, &ctx.app.cookie().set(&token));
+    if let Some(device) = new_device {
+        answer = answer.header(SET_COOKIE, &ctx.app.device_cookie().set(&device));
+    }
+    Ok(answer)
 }
 
 pub async fn logout(ctx: Ctx) -> Result<Answer> {
