@@ -650,6 +650,25 @@ fn both_headers_must_agree() {
     );
     assert_eq!(status, 200, "the same key in both headers: {body}");
     assert_eq!(body["data"]["email"], "ada@example.com");
+
+    // A header given twice is refused whatever the order, even with the same key twice.
+    for (first, second) in [(&key, &other), (&other, &key), (&key, &key)] {
+        let r = send(
+            c.get(server.api("/account"))
+                .header("x-api-key", first)
+                .header("x-api-key", second),
+        );
+        assert_eq!(r.status, 400, "{}", r.text);
+        assert_eq!(r.errors(), ["X-API-Key: given more than once; send one key"]);
+        assert!(!r.text.contains(first.as_str()) && !r.text.contains(second.as_str()));
+    }
+    let r = send(
+        c.get(server.api("/account"))
+            .header("authorization", format!("Bearer {key}"))
+            .header("authorization", format!("Bearer {other}")),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.errors(), ["Authorization: given more than once; send one key"]);
 }
 
 #[test]

@@ -43,8 +43,17 @@ impl Caller {
     }
 }
 
-/// The API key a request presents, if any. Both headers with different values → 400.
+/// The API key a request presents, if any. A header given twice, or both headers with
+/// different values → 400: which key counts must never depend on a header's position.
 pub fn presented_key(headers: &HeaderMap) -> Result<Option<String>> {
+    for name in ["x-api-key", "authorization"] {
+        if headers.get_all(name).iter().nth(1).is_some() {
+            let shown = if name == "x-api-key" { "X-API-Key" } else { "Authorization" };
+            return Err(Error::invalid(format!(
+                "{shown}: given more than once; send one key"
+            )));
+        }
+    }
     let header_key = headers
         .get("x-api-key")
         .map(|v| v.to_str().unwrap_or("").trim().to_string());
