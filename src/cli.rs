@@ -206,6 +206,9 @@ pub struct ServeArgs {
     /// A MaxMind-format country database to use instead of the embedded one
     #[arg(long, env = "JETRACK_GEOIP_DB", value_name = "PATH.mmdb")]
     pub geoip_db: Option<PathBuf>,
+    /// Strict-Transport-Security max-age in seconds, sent when the public URL is https (0 = none)
+    #[arg(long, env = "JETRACK_HSTS_MAX_AGE", value_name = "SECONDS", default_value_t = crate::config::DEFAULT_HSTS_MAX_AGE)]
+    pub hsts_max_age: u64,
     /// Serve Prometheus metrics at http://ADDR/metrics (a separate, private address)
     #[arg(long, env = "JETRACK_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
@@ -467,6 +470,7 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<()> {
     config.api_rate_burst = args.api_rate_burst;
     config.auth_fail_limit = args.auth_fail_limit;
     config.ingest_rate_limit = args.ingest_rate_limit;
+    config.hsts_max_age = args.hsts_max_age;
 
     let geo = match &args.geoip_db {
         Some(path) => GeoIp::open(path)
@@ -532,7 +536,7 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<()> {
             let routes = crate::server::metrics_routes(app.clone());
             Some(tokio::spawn(crate::server::serve_filter(
                 routes,
-                None,
+                crate::server::Extra::default(),
                 listener,
                 std::future::pending(),
             )))

@@ -5,12 +5,21 @@ use std::path::PathBuf;
 
 use crate::net::TrustedProxies;
 
+/// One year: what browsers' preload lists ask for, and what the operator gets unless they
+/// choose otherwise with `--hsts-max-age`.
+pub const DEFAULT_HSTS_MAX_AGE: u64 = 31_536_000;
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     /// Scheme, host and port the dashboard and snippets use, without a trailing slash.
     pub public_url: String,
+    /// Whether the operator gave `--public-url` (else it follows the listen address, and
+    /// browsers may reach the server under several names, such as localhost and 127.0.0.1).
+    pub public_url_given: bool,
+    /// `Strict-Transport-Security: max-age` in seconds when the public URL is https; 0 = none.
+    pub hsts_max_age: u64,
     pub trusted_proxies: TrustedProxies,
     pub queue_capacity: usize,
     pub login_attempts_per_minute: u32,
@@ -32,6 +41,8 @@ impl Config {
             data_dir,
             listen,
             public_url: format!("http://{listen}"),
+            public_url_given: false,
+            hsts_max_age: DEFAULT_HSTS_MAX_AGE,
             trusted_proxies: TrustedProxies::loopback(),
             queue_capacity: 10_000,
             login_attempts_per_minute: 10,
@@ -47,9 +58,16 @@ impl Config {
         self.public_url.starts_with("https://")
     }
 
+    /// The `Strict-Transport-Security` value for every response, when there is one.
+    pub fn hsts(&self) -> Option<String> {
+        (self.is_https() && self.hsts_max_age > 0)
+            .then(|| format!("max-age={}; includeSubDomains", self.hsts_max_age))
+    }
+
     /// Once the real port is known (`--listen …:0`), a default public URL follows it.
     pub fn bound_to(mut self, actual: SocketAddr, public_url_given: bool) -> Config {
         self.listen = actual;
+        self.public_url_given = public_url_given;
         if !public_url_given {
             self.public_url = format!("http://{actual}");
         }

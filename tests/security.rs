@@ -135,6 +135,45 @@ fn session_cookie_attributes_follow_the_public_url() {
     assert!(!cookie.contains("Domain"));
 }
 
+/// An https public URL gets `Strict-Transport-Security` on every answer (one year unless
+/// `--hsts-max-age` says otherwise, 0 for none); a plain http one never does.
+#[test]
+fn https_public_urls_get_strict_transport_security() {
+    let get = |server: &Server, path: &str| client().get(server.url(path)).send().unwrap();
+    let sb = Sandbox::new();
+    let server = Server::start(&sb, &["--public-url", "https://stats.example.com"]);
+    for path in ["/", "/login", "/healthz", "/api/v1/auth/setup", "/js/jetrack.js", "/nope"] {
+        let resp = get(&server, path);
+        assert_eq!(
+            resp.headers()["strict-transport-security"],
+            "max-age=31536000; includeSubDomains",
+            "{path}"
+        );
+    }
+    drop(server);
+    let sb = Sandbox::new();
+    let server = Server::start(
+        &sb,
+        &["--public-url", "https://stats.example.com", "--hsts-max-age", "300"],
+    );
+    assert_eq!(
+        get(&server, "/login").headers()["strict-transport-security"],
+        "max-age=300; includeSubDomains"
+    );
+    drop(server);
+    for args in [
+        &["--public-url", "https://stats.example.com", "--hsts-max-age", "0"][..],
+        &[][..],
+    ] {
+        let sb = Sandbox::new();
+        let server = Server::start(&sb, args);
+        assert!(
+            get(&server, "/login").headers().get("strict-transport-security").is_none(),
+            "{args:?}"
+        );
+    }
+}
+
 #[test]
 fn the_old_cookie_is_refused_after_logout() {
     let sb = Sandbox::new();

@@ -53,7 +53,14 @@ pub fn routes(
 /// Serves until `shutdown` resolves, then lets in-flight requests finish.
 pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     let metrics = Arc::clone(&app.ingest.metrics);
-    serve_filter(routes(app), Some(metrics), listener, shutdown).await;
+    let extra = Extra {
+        metrics: Some(metrics),
+        hsts: app
+            .config
+            .hsts()
+            .and_then(|v| HeaderValue::from_str(&v).ok()),
+    };
+    serve_filter(routes(app), extra, listener, shutdown).await;
 }
 
 /// `GET /metrics` (SPEC 7.3), for the separate `--metrics-listen` address only.
@@ -88,10 +95,19 @@ pub fn metrics_routes(
         .unify()
 }
 
-/// The accept loop around any set of routes; `metrics` hears of every request.
+/// What the accept loop adds to every request and response besides the routes.
+#[derive(Clone, Default)]
+pub struct Extra {
+    /// Hears of every request.
+    pub metrics: Option<Arc<Metrics>>,
+    /// `Strict-Transport-Security` for every response (an https public URL).
+    pub hsts: Option<HeaderValue>,
+}
+
+/// The accept loop around any set of routes.
 pub async fn serve_filter<F>(
     filter: F,
-    metrics: Option<Arc<Metrics>>,
+    extra: Extra,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) where
@@ -128,16 +144,16 @@ pub async fn serve_filter<F>(
         // client's delayed ACK can hold a response back for tens of milliseconds.
         let _ = stream.set_nodelay(true);
         let svc = warp::service(filter.clone());
-        let metrics = metrics.clone();
+        let extra = extra.clone();
         let conn_service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
             let started = Instant::now();
             let method = req.method().clone();
             req.extensions_mut().insert(PeerAddr(peer));
             let mut svc = svc.clone();
-            let metrics = metrics.clone();
+            let extra = extra.clone();
             async move {
                 let Ok(mut resp) = svc.call(req).await;
-                finish(&mut resp, &method, started, metrics.as_deref());
+                finish(&mut resp, &method, started, &extra);
                 Ok::<_, Infallible>(resp)
             }
         });
@@ -174,7 +190,7 @@ fn finish(
     resp: &mut warp::reply::Response,
     method: &http::Method,
     started: Instant,
-    metrics: Option<&Metrics>,
+    extra: &Extra,
 ) {
     let is_html = resp
         .headers()
@@ -186,6 +202,9 @@ fn finish(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    if let Some(hsts) = &extra.hsts {
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
     if is_html {
         headers.insert(
             header::CONTENT_SECURITY_POLICY,
@@ -201,7 +220,7 @@ fn finish(
         .get::<RouteTemplate>()
         .map_or("(unmatched)", |t| t.0);
     let elapsed = started.elapsed();
-    if let Some(metrics) = metrics {
+    if let Some(metrics) = &extra.metrics {
         metrics.observe_request(route, resp.status().as_u16(), elapsed);
     }
     tracing::info!(
