@@ -1,6 +1,7 @@
 //! The database: bundled SQLite in WAL mode, one writer thread, a pool of readers.
 
 pub mod backup;
+pub mod health;
 pub mod migrations;
 pub mod writer;
 
@@ -143,6 +144,11 @@ impl Db {
         F: FnMut(&Connection) -> Result<()> + Send + 'static,
     {
         self.writer.try_submit_light(f).await
+    }
+
+    /// `Err(reason)` while the latest write of the last minute could not be committed.
+    pub fn write_health(&self) -> std::result::Result<(), String> {
+        self.writer.health().status()
     }
 
     /// Jobs waiting for the writer, and the queue's capacity.

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use super::health::{Trouble, WriteHealth};
 use crate::error::{Error, Result};
 
 /// How a write must survive a power loss.
@@ -37,11 +38,18 @@ pub(crate) fn note_rollback() {
 }
 const SYNC_EVERY: Duration = Duration::from_secs(1);
 
-/// Told after COMMIT whether it succeeded.
-type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+/// Told after COMMIT whether it succeeded, and if not, why.
+type Reply = Box<dyn FnOnce(Result<(), Trouble>) + Send>;
 /// Runs a job on the connection, or, given none, fails it without running (the batch could
-/// not start); says whether it succeeded and how to answer its caller.
-type Run = Box<dyn FnOnce(Option<&Connection>) -> (bool, Reply) + Send>;
+/// not start); says how it went and how to answer its caller.
+type Run = Box<dyn FnOnce(Option<&Connection>) -> Ran + Send>;
+
+/// A job that ran: whether it succeeded, the database trouble it met, and its answer.
+struct Ran {
+    ok: bool,
+    trouble: Option<Trouble>,
+    reply: Reply,
+}
 
 /// A job that can run again: light jobs of a batch run together in one savepoint and, only
 /// when one of them fails, again one by one (ingestion: one savepoint per event costs more
@@ -67,13 +75,12 @@ pub type CommitObserver = Arc<dyn Fn(Duration) + Send + Sync>;
 pub struct Writer {
     tx: mpsc::Sender<Msg>,
     on_commit: Arc<OnceLock<CommitObserver>>,
+    health: Arc<WriteHealth>,
 }
 
-fn busy() -> Error {
-    Error::Unavailable {
-        message: "The database is busy; try again shortly".into(),
-        retry_after: 2,
-    }
+/// A job that could not run because its batch could not start.
+fn not_run() -> Trouble {
+    Trouble::Failed("the batch could not start".into())
 }
 
 fn shutting_down() -> Error {
@@ -92,6 +99,8 @@ impl Writer {
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
         let stop = Arc::new(AtomicBool::new(false));
         let commits = Arc::new(AtomicU64::new(0));
+        let health = Arc::new(WriteHealth::default());
+        let reports = Arc::clone(&health);
         let mut side = None;
         if let Some(path) = conn.path().filter(|p| !p.is_empty()) {
             let checkpoints = Connection::open(path)?;
@@ -106,7 +115,7 @@ impl Writer {
         thread::Builder::new()
             .name("db-writer".into())
             .spawn(move || {
-                let last = run(&conn, rx, &observer, &commits);
+                let last = run(&conn, rx, &observer, &commits, &reports);
                 // The checkpoint thread first, so that the last checkpoint can empty the WAL.
                 stop.store(true, Ordering::Release);
                 if let Some(side) = side {
@@ -118,7 +127,16 @@ impl Writer {
                     let _ = done.send(());
                 }
             })?;
-        Ok(Writer { tx, on_commit })
+        Ok(Writer {
+            tx,
+            on_commit,
+            health,
+        })
+    }
+
+    /// Whether writes are getting through (`/healthz`).
+    pub fn health(&self) -> &WriteHealth {
+        &self.health
     }
 
     fn job<T, F>(durability: Durability, f: F) -> (Msg, oneshot::Receiver<Result<T>>)
@@ -128,23 +146,25 @@ impl Writer {
     {
         let (reply_tx, reply_rx) = oneshot::channel();
         let run: Run = Box::new(move |conn| {
-            let outcome = match conn {
+            let mut outcome = match conn {
                 Some(conn) => f(conn),
-                None => Err(busy()),
+                None => Err(not_run().error()),
             };
+            // A job that met a full disk says so, rather than as an internal error.
+            let trouble = outcome.as_ref().err().and_then(Trouble::of_error);
+            if let Some(t) = trouble.as_ref().filter(|t| t.is_storage()) {
+                outcome = Err(t.error());
+            }
             let ok = outcome.is_ok();
             let reply: Reply = Box::new(move |commit| {
                 let answer = match commit {
                     Ok(()) => outcome,
-                    Err(e) if ok => {
-                        tracing::error!(error = %e, "a write batch failed to commit");
-                        Err(busy())
-                    }
+                    Err(t) if ok => Err(t.error()),
                     Err(_) => outcome,
                 };
                 let _ = reply_tx.send(answer);
             });
-            (ok, reply)
+            Ran { ok, trouble, reply }
         });
         (Msg::Job { durability, run }, reply_rx)
     }
@@ -264,6 +284,7 @@ fn run(
     mut rx: mpsc::Receiver<Msg>,
     on_commit: &OnceLock<CommitObserver>,
     commits: &AtomicU64,
+    health: &WriteHealth,
 ) -> Option<oneshot::Sender<()>> {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = Batch::default();
@@ -276,7 +297,7 @@ fn run(
         }
         if batch.len() > 0 {
             let started = Instant::now();
-            commit_batch(conn, batch);
+            commit_batch(conn, batch, health);
             if let Some(observe) = on_commit.get() {
                 observe(started.elapsed());
             }
@@ -290,7 +311,7 @@ fn run(
                 rest.take(msg);
             }
             if rest.len() > 0 {
-                commit_batch(conn, rest);
+                commit_batch(conn, rest, health);
             }
             return Some(done);
         }
@@ -303,7 +324,9 @@ fn run(
 fn final_checkpoint(conn: &Connection) {
     if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
         tracing::warn!(error = %e, "final checkpoint failed");
-        checkpoint(conn);
+        if let Err(e) = checkpoint(conn) {
+            tracing::warn!(error = %e, "checkpoint failed");
+        }
     }
 }
 
@@ -318,6 +341,7 @@ fn checkpointer(conn: &Connection, stop: &AtomicBool, commits: &AtomicU64) {
     let wal = conn.path().map(|p| format!("{p}-wal")).unwrap_or_default();
     let mut last = Instant::now();
     let mut synced = commits.load(Ordering::Acquire);
+    let mut quiet = QuietFailures::default();
     while !stop.load(Ordering::Acquire) {
         thread::sleep(CHECKPOINT_POLL);
         let now = commits.load(Ordering::Acquire);
@@ -326,9 +350,30 @@ fn checkpointer(conn: &Connection, stop: &AtomicBool, commits: &AtomicU64) {
         }
         let big = std::fs::metadata(&wal).is_ok_and(|m| m.len() >= CHECKPOINT_BYTES);
         if big || last.elapsed() >= SYNC_EVERY {
-            checkpoint(conn);
+            if let Err(e) = checkpoint(conn) {
+                quiet.failed(&e);
+            }
             last = Instant::now();
             synced = now;
+        }
+    }
+}
+
+/// Checkpoint failures (a full disk fails one every second) logged once per ten seconds with
+/// their count.
+#[derive(Default)]
+struct QuietFailures {
+    last_log: Option<Instant>,
+    unlogged: u64,
+}
+
+impl QuietFailures {
+    fn failed(&mut self, e: &str) {
+        self.unlogged += 1;
+        if self.last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            tracing::warn!(error = %e, failures = self.unlogged, "checkpoint failed");
+            self.unlogged = 0;
+            self.last_log = Some(Instant::now());
         }
     }
 }
@@ -336,16 +381,17 @@ fn checkpointer(conn: &Connection, stop: &AtomicBool, commits: &AtomicU64) {
 /// Bounds what a power loss can take to about a second: a passive checkpoint copies what it
 /// can into the database, and the WAL itself is synced whether or not a reader (a running
 /// backup) kept the checkpoint from finishing.
-fn checkpoint(conn: &Connection) {
-    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-        tracing::warn!(error = %e, "checkpoint failed");
-    }
+fn checkpoint(conn: &Connection) -> std::result::Result<(), String> {
+    let copied = conn
+        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        .map_err(|e| e.to_string());
     if let Some(path) = conn.path().filter(|p| !p.is_empty())
         && let Ok(wal) = std::fs::File::open(format!("{path}-wal"))
-        && let Err(e) = wal.sync_data()
     {
-        tracing::warn!(error = %e, "syncing the WAL failed");
+        wal.sync_data()
+            .map_err(|e| format!("syncing the WAL: {e}"))?;
     }
+    copied
 }
 
 /// Runs a statement without parsing it again each time.
@@ -358,35 +404,46 @@ fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 fn in_savepoint<T>(
     conn: &Connection,
     f: impl FnOnce() -> (bool, T),
-) -> std::result::Result<T, String> {
-    exec(conn, "SAVEPOINT job").map_err(|e| e.to_string())?;
+) -> rusqlite::Result<T> {
+    exec(conn, "SAVEPOINT job")?;
     let (ok, value) = f();
-    let end = if ok {
-        exec(conn, "RELEASE job")
+    if ok {
+        exec(conn, "RELEASE job")?;
     } else {
-        exec(conn, "ROLLBACK TO job").and_then(|()| exec(conn, "RELEASE job"))
-    };
-    end.map_err(|e| e.to_string())?;
+        exec(conn, "ROLLBACK TO job").and_then(|()| exec(conn, "RELEASE job"))?;
+    }
     Ok(value)
 }
 
-fn commit_batch(conn: &Connection, batch: Batch) {
+fn commit_batch(conn: &Connection, batch: Batch, health: &WriteHealth) {
     let durable = batch.jobs.iter().any(|(d, _)| *d == Durability::Full);
     if durable {
         let _ = conn.execute_batch("PRAGMA synchronous = FULL");
     }
     let mut replies = Vec::with_capacity(batch.jobs.len());
-    let mut failure: Option<String> = exec(conn, "BEGIN IMMEDIATE").err().map(|e| e.to_string());
+    // The first database trouble met, by a job or by the batch itself.
+    let mut seen: Option<Trouble> = None;
+    let mut failure: Option<Trouble> = exec(conn, "BEGIN IMMEDIATE").err().map(|e| Trouble::of(&e));
+    let mut refused = 0;
     for (_, run) in batch.jobs {
         if failure.is_some() {
             // Every caller hears back, also when the batch cannot go on.
-            replies.push(run(None).1);
+            replies.push(run(None).reply);
             continue;
         }
-        match in_savepoint(conn, || run(Some(conn))) {
-            Ok(reply) => replies.push(reply),
+        match in_savepoint(conn, || {
+            let ran = run(Some(conn));
+            (ran.ok, ran)
+        }) {
+            Ok(ran) => {
+                if let Some(t) = ran.trouble.filter(Trouble::is_storage) {
+                    refused += 1;
+                    seen.get_or_insert(t);
+                }
+                replies.push(ran.reply);
+            }
             Err(e) => {
-                failure = Some(e);
+                failure = Some(Trouble::of(&e));
                 // The job ran; its answer is replaced by the batch's failure below.
                 replies.push(Box::new(|_| {}));
             }
@@ -395,19 +452,36 @@ fn commit_batch(conn: &Connection, batch: Batch) {
     let mut light = batch.light;
     let mut outcomes: Vec<Result<()>> = Vec::with_capacity(light.len());
     if failure.is_none() && !light.is_empty() {
-        match run_light(conn, &mut light) {
-            Ok(results) => outcomes = results,
-            Err(e) => failure = Some(e),
+        match run_light(conn, &mut light, &mut seen) {
+            Ok(results) => {
+                for t in results.iter().filter_map(|r| r.as_ref().err()) {
+                    if let Some(t) = Trouble::of_error(t).filter(Trouble::is_storage) {
+                        refused += 1;
+                        seen.get_or_insert(t);
+                    }
+                }
+                outcomes = results;
+            }
+            Err(e) => failure = Some(Trouble::of(&e)),
         }
     }
     let commit = match failure {
-        Some(e) => Err(e),
-        None => exec(conn, "COMMIT").map_err(|e| e.to_string()),
+        Some(t) => Err(t),
+        None => exec(conn, "COMMIT").map_err(|e| Trouble::of(&e)),
     };
-    if let Err(e) = &commit {
-        tracing::error!(error = %e, jobs = replies.len() + light.len(), "write batch rolled back");
+    if let Err(t) = &commit {
         let _ = conn.execute_batch("ROLLBACK");
         note_rollback();
+        // A failed statement names the real cause better than the commit that followed it.
+        let t = match (seen.take(), t) {
+            (Some(first), Trouble::Failed(_)) => first,
+            _ => t.clone(),
+        };
+        health.failed(t, replies.len() + light.len());
+    } else if let Some(t) = seen {
+        health.failed(t, refused);
+    } else {
+        health.committed();
     }
     restore_sync(conn, durable);
     for reply in replies {
@@ -416,8 +490,12 @@ fn commit_batch(conn: &Connection, batch: Batch) {
     let mut outcomes = outcomes.into_iter();
     for (_, reply) in light {
         let answer = match (&commit, outcomes.next()) {
-            (Ok(()), Some(outcome)) => outcome,
-            _ => Err(busy()),
+            (Ok(()), Some(outcome)) => outcome.map_err(|e| match Trouble::of_error(&e) {
+                Some(t) if t.is_storage() => t.error(),
+                _ => e,
+            }),
+            (Err(t), _) => Err(t.error()),
+            (Ok(()), None) => Err(not_run().error()),
         };
         let _ = reply.send(answer);
     }
@@ -428,22 +506,24 @@ fn commit_batch(conn: &Connection, batch: Batch) {
 fn run_light(
     conn: &Connection,
     light: &mut [(LightRun, oneshot::Sender<Result<()>>)],
-) -> std::result::Result<Vec<Result<()>>, String> {
-    exec(conn, "SAVEPOINT light").map_err(|e| e.to_string())?;
+    seen: &mut Option<Trouble>,
+) -> rusqlite::Result<Vec<Result<()>>> {
+    exec(conn, "SAVEPOINT light")?;
     let mut failed = false;
     for (run, _) in light.iter_mut() {
-        if run(conn).is_err() {
+        if let Err(e) = run(conn) {
+            if let Some(t) = Trouble::of_error(&e).filter(Trouble::is_storage) {
+                seen.get_or_insert(t);
+            }
             failed = true;
             break;
         }
     }
     if !failed {
-        exec(conn, "RELEASE light").map_err(|e| e.to_string())?;
+        exec(conn, "RELEASE light")?;
         return Ok(light.iter().map(|_| Ok(())).collect());
     }
-    exec(conn, "ROLLBACK TO light")
-        .and_then(|()| exec(conn, "RELEASE light"))
-        .map_err(|e| e.to_string())?;
+    exec(conn, "ROLLBACK TO light").and_then(|()| exec(conn, "RELEASE light"))?;
     // Caches of what the undone jobs wrote are now wrong.
     note_rollback();
     let mut results = Vec::with_capacity(light.len());

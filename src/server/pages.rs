@@ -131,21 +131,25 @@ fn asset(path: &str, if_none_match: Option<String>) -> Response {
     resp
 }
 
+/// `GET /healthz`: 200 while the database answers and the latest write of the last minute
+/// (if any) was committed; else 503 with the reason (docs/operations.md, "Health").
 async fn healthz(app: App) -> Response {
-    let ok = app
+    let read = app
         .db
         .read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
-        .await
-        .is_ok();
-    let (status, body) = if ok {
-        (StatusCode::OK, r#"{"status":"ok"}"#)
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            r#"{"status":"unavailable"}"#,
-        )
+        .await;
+    let problem = match read {
+        Err(_) => Some("the database does not answer".to_string()),
+        Ok(_) => app.db.write_health().err(),
     };
-    let mut resp = Response::new(body.into());
+    let (status, body) = match problem {
+        None => (StatusCode::OK, serde_json::json!({"status": "ok"})),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"status": "unavailable", "reason": reason}),
+        ),
+    };
+    let mut resp = Response::new(body.to_string().into());
     *resp.status_mut() = status;
     let headers = resp.headers_mut();
     headers.insert(

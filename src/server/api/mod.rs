@@ -628,7 +628,8 @@ async fn dispatch(
             resp
         }
         Err(err) => {
-            if err.status().is_server_error() {
+            // A refusal (503) is expected and logged where it arises, once per interval.
+            if err.status() == StatusCode::INTERNAL_SERVER_ERROR {
                 tracing::error!(route = route.path, error = %err, "request failed");
             }
             error_response(&err)
