@@ -850,6 +850,34 @@ fn importing_needs_a_full_key_or_a_session_with_csrf_on_an_own_website() {
 // ---------------------------------------------------------------------------------------------
 // 5. Validation per event and of the whole body
 
+/// Nothing a web analytics tool could have seen is older than 2000: earlier timestamps (a
+/// year 0000 is a typo) are dropped with the reason, the rest of the request stored.
+#[test]
+fn timestamps_before_2000_are_dropped_with_a_reason() {
+    let sb = Sandbox::new();
+    let (server, _session, key, site) = started(&sb, &[], "shop.example");
+    let at = |t: &str| {
+        json!({"type": "pageview", "url": "https://shop.example/", "timestamp": t,
+               "visitorId": "v"})
+    };
+    let events = [
+        at("0000-01-01T00:00:00.000Z"),
+        at("1999-12-31T23:59:59.999Z"),
+        at("2000-01-01T00:00:00.000Z"),
+    ];
+    let (status, body) = import(&server, &key, &site, &json!({ "events": events }));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["data"],
+        json!({"accepted": 1, "dropped": [
+            {"index": 0, "reason": "events[0].timestamp: must not be before 2000-01-01"},
+            {"index": 1, "reason": "events[1].timestamp: must not be before 2000-01-01"},
+        ]})
+    );
+    let stored: Vec<i64> = pageviews(&sb).into_iter().map(|p| p.at).collect();
+    assert_eq!(stored, [ms("2000-01-01T00:00:00.000Z")]);
+}
+
 #[test]
 fn each_invalid_event_is_reported_with_its_index_and_the_valid_ones_are_stored() {
     let sb = Sandbox::new();

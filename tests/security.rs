@@ -325,6 +325,85 @@ fn state_changes_need_the_csrf_token_and_the_own_origin() {
     assert_eq!(status, 200);
 }
 
+/// With `--public-url`, a state change must come from that origin, whatever `Host` the
+/// request names (a forged `Host: evil.example` with `Origin: http://evil.example` is refused);
+/// without it, both `localhost` and `127.0.0.1` work.
+#[test]
+fn the_origin_is_compared_with_the_public_url_when_one_is_given() {
+    let sb = Sandbox::new();
+    let server = Server::start(&sb, &["--public-url", "http://stats.example.com"]);
+    let s = server.setup("owner@example.com");
+    let patch = |host: &str, origin: &str| {
+        let (status, body) = envelope(
+            s.client
+                .patch(server.api("/account"))
+                .header("host", host)
+                .header("origin", origin)
+                .header("x-csrf-token", &s.csrf)
+                .json(&json!({"firstName": "Ada"}))
+                .send()
+                .unwrap(),
+        );
+        (status, body["meta"]["message"].clone())
+    };
+    assert_eq!(
+        patch("evil.example", "http://evil.example"),
+        (403, json!("Cross-origin requests are not allowed"))
+    );
+    let port = server.base.rsplit(':').next().unwrap().to_string();
+    let own = format!("127.0.0.1:{port}");
+    assert_eq!(patch(&own, &format!("http://{own}")).0, 403);
+    assert_eq!(patch(&own, "http://stats.example.com").0, 200);
+    drop(server);
+
+    let sb = Sandbox::new();
+    let server = Server::start(&sb, &[]);
+    let s = server.setup("owner@example.com");
+    let port = server.base.rsplit(':').next().unwrap().to_string();
+    for host in [format!("127.0.0.1:{port}"), format!("localhost:{port}")] {
+        let resp = s
+            .client
+            .patch(server.api("/account"))
+            .header("host", &host)
+            .header("origin", format!("http://{host}"))
+            .header("x-csrf-token", &s.csrf)
+            .json(&json!({"firstName": "Ada"}))
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{host}");
+    }
+}
+
+/// HTTP/1.1 requires exactly one Host header: none or two → 400 before any route runs.
+#[test]
+fn requests_without_one_host_header_are_refused() {
+    use std::io::{Read, Write};
+    let sb = Sandbox::new();
+    let server = Server::start(&sb, &[]);
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let raw = |request: String| {
+        let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+        conn.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    for path in ["/healthz", "/api/v1/auth/setup", "/login"] {
+        let none = raw(format!("GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n"));
+        assert!(none.starts_with("HTTP/1.1 400 "), "{path}: {none}");
+        assert!(none.contains("one Host header"), "{none}");
+        let two = raw(format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nHost: evil.example\r\nConnection: close\r\n\r\n"
+        ));
+        assert!(two.starts_with("HTTP/1.1 400 "), "{path}: {two}");
+        let one = raw(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"));
+        assert!(one.starts_with("HTTP/1.1 200 "), "{path}: {one}");
+    }
+    // HTTP/1.0 may leave Host out.
+    let old = raw("GET /healthz HTTP/1.0\r\n\r\n".to_string());
+    assert!(old.starts_with("HTTP/1.0 200 ") || old.starts_with("HTTP/1.1 200 "), "{old}");
+}
+
 #[test]
 fn html_pages_carry_the_security_headers() {
     let sb = Sandbox::new();

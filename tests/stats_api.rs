@@ -882,6 +882,52 @@ fn unknown_parameters_are_listed_with_the_other_problems() {
     );
 }
 
+/// Which of two values counts must never depend on their order: a parameter given twice is
+/// refused, named with the other problems.
+#[test]
+fn a_parameter_given_twice_is_refused() {
+    let env = env();
+    let site = env.site("twice.example", "UTC");
+    let errors = assert_bad(
+        &env,
+        &site,
+        "main",
+        "from=2025-01-01&to=2025-01-31&from=2025-01-02&country=DE&country=US&foo=1",
+        &["from", "country", "foo"],
+    );
+    assert!(errors.contains(&"from: given more than once".to_string()), "{errors:?}");
+    assert!(errors.contains(&"country: given more than once".to_string()), "{errors:?}");
+    assert_bad(&env, &site, "pages", "limit=5&limit=6", &["limit"]);
+}
+
+/// The last day a date can name still has its 24 hours, zero-filled, and the first ones too.
+#[test]
+fn the_ends_of_the_calendar_have_every_bucket() {
+    let env = env();
+    let site = env.site("edges.example", "UTC");
+    for (from, to, interval, n) in [
+        ("9999-12-31", "9999-12-31", "hour", 24),
+        ("9999-12-01", "9999-12-31", "day", 31),
+        ("9999-12-31", "9999-12-31", "day", 1),
+        ("9999-11-01", "9999-12-31", "month", 2),
+        ("9999-12-20", "9999-12-31", "week", 2),
+        ("0001-01-01", "0001-01-01", "hour", 24),
+    ] {
+        let body = env.ok(
+            &site,
+            "timeseries",
+            &format!("from={from}&to={to}&interval={interval}"),
+        );
+        let rows = body["data"].as_array().unwrap();
+        assert_eq!(rows.len(), n, "{from}..{to} by {interval}: {body}");
+        assert!(rows.iter().all(|r| r["totalPageviews"] == 0), "{body}");
+    }
+    let main = env.ok(&site, "main", "from=9999-12-31&to=9999-12-31");
+    assert_eq!(main["data"]["totalPageviews"], 0, "{main}");
+    let pages = env.ok(&site, "pages", "from=9999-12-31&to=9999-12-31");
+    assert_eq!(pages["data"], json!([]), "{pages}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 4. realtime
 

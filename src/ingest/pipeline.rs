@@ -39,6 +39,9 @@ pub const IMPORT_LIMIT: usize = 1024 * 1024;
 pub const MAX_IMPORT_EVENTS: usize = 1_000;
 /// An imported timestamp may be this far ahead of the server's clock.
 const MAX_FUTURE_MS: i64 = 5 * 60 * 1000;
+/// 2000-01-01T00:00:00Z: nothing a web analytics tool could have seen happened earlier, and a
+/// year such as 0000 is a typo that would stretch every range (docs/api.md, "Tracking").
+const EARLIEST_MS: i64 = 946_684_800_000;
 /// The fields an imported event may have (SPEC 3.5); a typo is reported, not ignored.
 const IMPORT_FIELDS: &[&str] = &[
     "type",
@@ -331,6 +334,10 @@ impl Ingest {
             .and_then(|t| match t.parse::<Timestamp>() {
                 Ok(t) if t.as_millisecond() > now + MAX_FUTURE_MS => {
                     r.error("timestamp", "must not be more than 5 minutes in the future");
+                    None
+                }
+                Ok(t) if t.as_millisecond() < EARLIEST_MS => {
+                    r.error("timestamp", "must not be before 2000-01-01");
                     None
                 }
                 Ok(t) => Some(t.as_millisecond()),

@@ -152,7 +152,13 @@ pub async fn serve_filter<F>(
             let mut svc = svc.clone();
             let extra = extra.clone();
             async move {
-                let Ok(mut resp) = svc.call(req).await;
+                let mut resp = match host_problem(&req) {
+                    Some(problem) => bad_request(problem),
+                    None => {
+                        let Ok(resp) = svc.call(req).await;
+                        resp
+                    }
+                };
                 finish(&mut resp, &method, started, &extra);
                 Ok::<_, Infallible>(resp)
             }
@@ -182,6 +188,32 @@ pub async fn serve_filter<F>(
     {
         tracing::warn!("some requests did not finish in time at shutdown");
     }
+}
+
+/// HTTP/1.1 requires exactly one `Host` header (RFC 9112, 3.2); HTTP/1.0 may leave it out.
+fn host_problem(req: &http::Request<Incoming>) -> Option<&'static str> {
+    let hosts = req.headers().get_all(header::HOST).iter().count();
+    match hosts {
+        0 if req.version() >= http::Version::HTTP_11 => {
+            Some("a request must name its host in one Host header")
+        }
+        0 | 1 => None,
+        _ => Some("a request must have one Host header, not several"),
+    }
+}
+
+/// A request refused before any route sees it.
+fn bad_request(problem: &str) -> warp::reply::Response {
+    let mut resp = warp::reply::Response::new(format!("Bad request: {problem}\n").into());
+    *resp.status_mut() = http::StatusCode::BAD_REQUEST;
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp.extensions_mut().insert(RouteTemplate("(bad request)"));
+    resp
 }
 
 /// Security headers on every response, and the access line. The line holds the method, the

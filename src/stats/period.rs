@@ -7,7 +7,7 @@
 
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
-use jiff::{ToSpan, Zoned};
+use jiff::ToSpan;
 
 /// The longest range a query may ask for, in days.
 pub const MAX_DAYS: i64 = 3660;
@@ -53,16 +53,60 @@ impl Interval {
     }
 }
 
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
+
 /// Local midnight of `date` (the first instant of the day when midnight itself is skipped).
 pub fn day_start(date: Date, tz: &TimeZone) -> i64 {
     date.to_zoned(tz.clone())
         .and_then(|z| z.start_of_day())
         .map(|z| z.timestamp().as_millisecond())
-        .unwrap_or(if date < Date::ZERO {
-            i64::MIN
-        } else {
-            i64::MAX
-        })
+        .unwrap_or_else(|_| edge_ms(date.to_datetime(jiff::civil::Time::midnight()), tz))
+}
+
+/// The offset of `tz` in seconds at the far end of time on `ms`'s side.
+fn edge_offset(tz: &TimeZone, ms: i64) -> i64 {
+    let edge = if ms < 0 {
+        jiff::Timestamp::MIN
+    } else {
+        jiff::Timestamp::MAX
+    };
+    i64::from(tz.to_offset(edge).seconds())
+}
+
+/// Milliseconds since the epoch of a local date-time that lies past the instants jiff can
+/// hold (the last hours of 9999-12-31 east of UTC), at the zone's offset there.
+fn edge_ms(local: jiff::civil::DateTime, tz: &TimeZone) -> i64 {
+    let days = i64::from((local.date() - jiff::civil::date(1970, 1, 1)).get_days());
+    let time = local.time();
+    let naive = days * DAY_MS
+        + i64::from(time.hour()) * HOUR_MS
+        + i64::from(time.minute()) * 60_000
+        + i64::from(time.second()) * 1000;
+    naive - edge_offset(tz, naive) * 1000
+}
+
+/// An hour bucket's label (local time with offset) at `ms`, also past jiff's last instant.
+fn hour_label(ms: i64, tz: &TimeZone) -> String {
+    if let Ok(ts) = jiff::Timestamp::from_millisecond(ms) {
+        return ts.to_zoned(tz.clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string();
+    }
+    let offset = edge_offset(tz, ms);
+    let local = ms + offset * 1000;
+    let date = jiff::civil::date(1970, 1, 1)
+        .checked_add(jiff::Span::new().days(local.div_euclid(DAY_MS)))
+        .unwrap_or(Date::MAX);
+    let secs = local.rem_euclid(DAY_MS) / 1000;
+    let sign = if offset < 0 { '-' } else { '+' };
+    let off = offset.abs();
+    format!(
+        "{date}T{:02}:{:02}:{:02}{sign}{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        off / 3600,
+        off / 60 % 60
+    )
 }
 
 /// Today's date in `tz`.
@@ -76,7 +120,10 @@ pub fn today(tz: &TimeZone, now_ms: i64) -> Date {
 impl Period {
     pub fn new(from: Date, to: Date, tz: TimeZone) -> Period {
         let start = day_start(from, &tz);
-        let end = to.tomorrow().map(|d| day_start(d, &tz)).unwrap_or(i64::MAX);
+        let end = match to.tomorrow() {
+            Ok(next) => day_start(next, &tz),
+            Err(_) => day_start(to, &tz) + DAY_MS,
+        };
         Period {
             from,
             to,
@@ -118,19 +165,14 @@ impl Period {
         let mut out = Vec::new();
         match interval {
             Interval::Hour => {
-                let Ok(ts) = jiff::Timestamp::from_millisecond(self.start) else {
-                    return out;
-                };
-                let mut at: Zoned = ts.to_zoned(self.tz.clone());
-                while at.timestamp().as_millisecond() < self.end {
-                    out.push((
-                        at.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
-                        at.timestamp().as_millisecond(),
-                    ));
-                    match at.checked_add(1.hour()) {
-                        Ok(next) => at = next,
-                        Err(_) => break,
-                    }
+                let mut at = self.start;
+                while at < self.end {
+                    out.push((hour_label(at, &self.tz), at));
+                    // Local hours follow the zone's changes; past jiff's last instant, whole hours.
+                    at = jiff::Timestamp::from_millisecond(at)
+                        .ok()
+                        .and_then(|ts| ts.to_zoned(self.tz.clone()).checked_add(1.hour()).ok())
+                        .map_or(at + HOUR_MS, |next| next.timestamp().as_millisecond());
                 }
             }
             Interval::Day | Interval::Week | Interval::Month => {
@@ -234,6 +276,20 @@ mod tests {
         let prev = p.previous();
         assert_eq!((prev.from, prev.to), (date(2025, 1, 29), date(2025, 2, 28)));
         assert_eq!(prev.end, p.start);
+    }
+
+    #[test]
+    fn the_last_day_of_the_calendar_has_its_hours_in_every_zone() {
+        for (zone, offset) in [("UTC", "+00:00"), ("Asia/Tokyo", "+09:00"), ("America/New_York", "-05:00")] {
+            let p = Period::new(date(9999, 12, 31), date(9999, 12, 31), tz(zone));
+            let hours = p.buckets(Interval::Hour);
+            assert_eq!(hours.len(), 24, "{zone}");
+            assert_eq!(hours[0].0, format!("9999-12-31T00:00:00{offset}"), "{zone}");
+            assert_eq!(hours[23].0, format!("9999-12-31T23:00:00{offset}"), "{zone}");
+            assert!(hours.windows(2).all(|w| w[1].1 - w[0].1 == 3_600_000), "{zone}");
+            assert_eq!(p.end - p.start, 86_400_000, "{zone}");
+            assert_eq!(p.buckets(Interval::Day).len(), 1);
+        }
     }
 
     #[test]

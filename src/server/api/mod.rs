@@ -758,12 +758,17 @@ fn read_query(raw: &str, allowed: &[&str]) -> (Vec<(String, String)>, Vec<String
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
     let mut errors: Vec<String> = Vec::new();
-    for (k, _) in &pairs {
-        if !allowed.contains(&k.as_str()) {
-            let e = format!("{k}: unknown query parameter");
-            if !errors.contains(&e) {
-                errors.push(e);
-            }
+    for (i, (k, _)) in pairs.iter().enumerate() {
+        let e = if !allowed.contains(&k.as_str()) {
+            format!("{k}: unknown query parameter")
+        } else if pairs[..i].iter().any(|(seen, _)| seen == k) {
+            // Which of two values counts must never depend on their order.
+            format!("{k}: given more than once")
+        } else {
+            continue;
+        };
+        if !errors.contains(&e) {
+            errors.push(e);
         }
     }
     (pairs, errors)
@@ -784,16 +789,13 @@ fn check_origin(app: &App, headers: &HeaderMap) -> Result<()> {
         return Ok(());
     };
     let public = app.config.public_url.as_str();
-    let scheme = if app.config.is_https() {
-        "https"
-    } else {
-        "http"
-    };
-    let own_host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(|host| format!("{scheme}://{}", host.to_ascii_lowercase()));
     let origin = origin.to_ascii_lowercase();
+    // With --public-url, that is the one origin of the dashboard, whatever Host a request
+    // names; without it, the request's own origin, so localhost and 127.0.0.1 both work.
+    let own_host = (!app.config.public_url_given)
+        .then(|| headers.get(header::HOST).and_then(|v| v.to_str().ok()))
+        .flatten()
+        .map(|host| format!("http://{}", host.to_ascii_lowercase()));
     if origin == public || own_host.as_deref() == Some(origin.as_str()) {
         Ok(())
     } else {
@@ -861,6 +863,8 @@ mod tests {
             err.field_errors(),
             ["a: unknown query parameter", "b: unknown query parameter"]
         );
+        let err = parse_query("from=1&to=2&from=3&from=4", &["from", "to"]).unwrap_err();
+        assert_eq!(err.field_errors(), ["from: given more than once"]);
     }
 
     #[test]
