@@ -937,3 +937,26 @@ fn check_reports_a_newer_schema() {
     assert!(out.stderr.contains("newer"), "{out:#?}");
     assert_eq!(file_sha(&sb.db_path()), before, "byte-identical");
 }
+
+/// A backup holds every account and event: readable by its owner only (0600), in the default
+/// folder, under `--output` anywhere else, and in a data dir the operator made 0755 before,
+/// whatever the umask; the `backups` folder it makes is 0700.
+#[test]
+fn backups_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(sb.data_dir()).unwrap();
+    std::fs::set_permissions(sb.data_dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    data_dir_with(&sb, &["a@example.com"]);
+    let out = run(&sb, &["backup"]);
+    assert_success(&out);
+    let default = PathBuf::from(out.stdout.trim_end());
+    assert_eq!(mode(&default), 0o600, "{}", default.display());
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(elsewhere.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = backup_to(&sb, &elsewhere.path().join("copy.db"));
+    assert_eq!(mode(&copy), 0o600);
+    assert_eq!(mode(&sb.data_dir().join("backups")), 0o700);
+    assert_eq!(emails_in(&copy), vec!["a@example.com".to_string()]);
+}

@@ -2,6 +2,7 @@
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 
 use rusqlite::Connection;
 
@@ -46,7 +47,10 @@ pub fn vacuum_into(conn: &Connection, dest: &Path) -> Result<()> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     if !folder.exists() {
-        fs::create_dir_all(folder)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(folder)?;
     }
     // Write under a temporary name, then link it into place: linking fails when the final name
     // exists, so a backup can never replace a file, even one created meanwhile.
@@ -58,6 +62,13 @@ pub fn vacuum_into(conn: &Connection, dest: &Path) -> Result<()> {
         std::process::id()
     ));
     let _ = fs::remove_file(&tmp);
+    // A copy of every account and event: readable by its owner only, from its first byte,
+    // wherever it is written and whatever the umask (VACUUM INTO fills an empty file).
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
     let tmp_str = tmp
         .to_str()
         .ok_or_else(|| Error::Internal("backup path is not valid UTF-8".into()))?;
