@@ -11,6 +11,7 @@ use crate::auth::session::SessionCookie;
 use crate::config::Config;
 use crate::db::Db;
 use crate::ingest::pipeline::Ingest;
+use crate::server::api::live::OpenStreams;
 
 #[derive(Clone)]
 pub struct App {
@@ -27,6 +28,8 @@ pub struct App {
     pub setup_token: Arc<Mutex<Option<String>>>,
     /// Tracking: collect, import, and their metrics.
     pub ingest: Arc<Ingest>,
+    /// The live streams open per dashboard session.
+    pub live_streams: Arc<OpenStreams>,
 }
 
 impl App {
@@ -42,6 +45,7 @@ impl App {
             key_last_written: Arc::new(Mutex::new(HashMap::new())),
             setup_token: Arc::new(Mutex::new(None)),
             ingest,
+            live_streams: Arc::default(),
             config: Arc::new(config),
             db,
         }

@@ -442,3 +442,32 @@ fn shutdown_closes_open_streams_at_once() {
         server.stderr()
     );
 }
+
+/// One session may hold ten streams at once (a person with ten tabs); the eleventh closes the
+/// oldest, which ends at once, while the others and the new one keep receiving.
+#[test]
+fn a_session_holds_at_most_ten_streams_and_a_new_one_closes_the_oldest() {
+    let (_sb, server, session) = start();
+    let site = website(&server, &session, "tabs.example", "UTC");
+    let streams: Vec<Stream> = (0..10)
+        .map(|_| {
+            let s = Stream::open(&server, &session, &site);
+            s.next(Duration::from_secs(5)).expect("the first event");
+            s
+        })
+        .collect();
+    let newest = Stream::open(&server, &session, &site);
+    newest.next(Duration::from_secs(5)).expect("the newest works");
+    assert!(
+        streams[0].end(Duration::from_secs(2)).is_some(),
+        "the oldest stream was closed"
+    );
+    for (i, s) in streams.iter().enumerate().skip(1) {
+        assert!(s.end(Duration::from_millis(100)).is_none(), "stream {i} stays open");
+    }
+    // Another session of the same account has its own ten.
+    let other = server.login("owner@example.com", common::PASSWORD);
+    let s = Stream::open(&server, &other, &site);
+    s.next(Duration::from_secs(5)).expect("another session's stream");
+    assert!(streams[1].end(Duration::from_millis(300)).is_none());
+}

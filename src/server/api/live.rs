@@ -6,14 +6,17 @@
 //! (an activity arrived, or one left the 30-second window) the figures are computed as the
 //! `realtime` route computes them and sent if they differ from the last ones. A comment keeps
 //! quiet connections open through proxies. The stream ends when the client goes away, when
-//! its session or its access to the website ends, and when the server shuts down.
+//! its session or its access to the website ends, when the same session opens more than
+//! [`STREAMS_PER_SESSION`] (the oldest ends), and when the server shuts down.
 
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use warp::Reply;
 use warp::sse::Event;
 
@@ -41,6 +44,66 @@ const RECHECK: Duration = Duration::from_secs(10);
 /// How long a browser waits before it reconnects (sent in the first event).
 const RETRY: Duration = Duration::from_secs(3);
 
+/// Streams one dashboard session may hold open at once (one per tab, typically); a new one
+/// beyond that closes the session's oldest, so a person with many tabs keeps working while
+/// nobody can hold hundreds.
+pub const STREAMS_PER_SESSION: usize = 10;
+
+/// The open streams per holder (a session's token hash), oldest first.
+#[derive(Default)]
+pub struct OpenStreams {
+    open: Mutex<HashMap<[u8; 32], VecDeque<(u64, oneshot::Sender<()>)>>>,
+    next: AtomicU64,
+}
+
+/// One open stream's place; its `closed` resolves when a newer stream took the place, and
+/// dropping it frees the place.
+pub struct Slot {
+    streams: Arc<OpenStreams>,
+    holder: [u8; 32],
+    id: u64,
+    closed: oneshot::Receiver<()>,
+}
+
+impl OpenStreams {
+    /// A place for a new stream of `holder`, closing its oldest beyond `cap`.
+    pub fn open(self: &Arc<Self>, holder: [u8; 32], cap: usize) -> Slot {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, closed) = oneshot::channel();
+        let mut open = self.open.lock().expect("not poisoned");
+        let held = open.entry(holder).or_default();
+        while held.len() >= cap.max(1) {
+            // Dropping the sender resolves the oldest stream's `closed`.
+            held.pop_front();
+        }
+        held.push_back((id, tx));
+        Slot {
+            streams: Arc::clone(self),
+            holder,
+            id,
+            closed,
+        }
+    }
+
+    /// Streams `holder` has open.
+    pub fn count(&self, holder: &[u8; 32]) -> usize {
+        let open = self.open.lock().expect("not poisoned");
+        open.get(holder).map_or(0, VecDeque::len)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.streams.open.lock().expect("not poisoned");
+        if let Some(held) = open.get_mut(&self.holder) {
+            held.retain(|(id, _)| *id != self.id);
+            if held.is_empty() {
+                open.remove(&self.holder);
+            }
+        }
+    }
+}
+
 /// Set once the server begins to shut down: every stream then ends.
 fn closing() -> &'static watch::Sender<bool> {
     static CLOSING: OnceLock<watch::Sender<bool>> = OnceLock::new();
@@ -66,7 +129,8 @@ async fn site_of(app: &App, account_id: String, id: String) -> Result<i64> {
 }
 
 pub async fn stream(ctx: Ctx) -> Result<Answer> {
-    let (token, _) = ctx.session()?;
+    let (token, live) = ctx.session()?;
+    let holder = live.hash;
     let token = token.to_string();
     let account_id = ctx.account_id()?;
     let website_id = ctx.param("id").to_string();
@@ -81,6 +145,7 @@ pub async fn stream(ctx: Ctx) -> Result<Answer> {
         return Answer::ok(figures);
     }
 
+    let slot = ctx.app.live_streams.open(holder, STREAMS_PER_SESSION);
     let (tx, mut rx) = mpsc::channel::<Event>(4);
     tokio::spawn(push(
         ctx.app.clone(),
@@ -90,6 +155,7 @@ pub async fn stream(ctx: Ctx) -> Result<Answer> {
             website_id,
             token,
         },
+        slot,
         tx,
     ));
     let events = futures_util::stream::poll_fn(move |cx| {
@@ -145,7 +211,7 @@ impl Watched {
 
 /// Sends the figures whenever they change until the client leaves, the session or access
 /// ends, or the server shuts down; dropping `tx` then ends the response.
-async fn push(app: App, watched: Watched, tx: mpsc::Sender<Event>) {
+async fn push(app: App, watched: Watched, mut slot: Slot, tx: mpsc::Sender<Event>) {
     let mut closing = closing().subscribe();
     let mut tick = tokio::time::interval(PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -158,6 +224,7 @@ async fn push(app: App, watched: Watched, tx: mpsc::Sender<Event>) {
             _ = tick.tick() => {}
             _ = closing.wait_for(|closing| *closing) => return,
             () = tx.closed() => return,
+            _ = &mut slot.closed => return,
         }
         if last_check.elapsed() >= RECHECK {
             if !watched.still_allowed(&app).await {
@@ -216,6 +283,26 @@ mod tests {
         let mut headers = http::HeaderMap::new();
         headers.insert(header::ACCEPT, HeaderValue::from_str(value).unwrap());
         headers
+    }
+
+    #[tokio::test]
+    async fn a_stream_beyond_the_cap_closes_the_holders_oldest() {
+        let streams = Arc::new(OpenStreams::default());
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        let mut first = streams.open(a, 2);
+        let second = streams.open(a, 2);
+        let other = streams.open(b, 2);
+        assert_eq!(streams.count(&a), 2);
+        let third = streams.open(a, 2);
+        assert_eq!(streams.count(&a), 2);
+        assert!((&mut first.closed).await.is_err(), "the oldest is told to close");
+        drop(first);
+        assert_eq!(streams.count(&a), 2, "a closed slot frees nothing twice");
+        drop((second, third));
+        assert_eq!(streams.count(&a), 0);
+        assert_eq!(streams.count(&b), 1);
+        drop(other);
+        assert!(streams.open.lock().unwrap().is_empty());
     }
 
     #[test]
