@@ -1,6 +1,8 @@
 //! A bounded count of recent failures per key (client network, submitted email). Bounded so
-//! that an attacker who varies the key cannot grow it without limit: once full, new keys are
-//! not tracked until the periodic sweep frees room; keys already tracked keep counting.
+//! that an attacker who varies the key cannot grow it without limit: when it is full, a new
+//! key first drops the expired entries and then, if that is not enough, the half with the
+//! fewest failures, so a key that is being held back (many failures) stays held back while
+//! others come and go.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -62,7 +64,19 @@ impl<K: Hash + Eq> FailureCounter<K> {
             last: now,
         };
         if !map.contains_key(&key) && map.len() >= self.cap {
-            return fresh;
+            map.retain(|_, f| !self.expired(f));
+            if map.len() >= self.cap {
+                let mut counts: Vec<u32> = map.values().map(|f| f.count).collect();
+                let middle = (counts.len() - 1) / 2;
+                let (_, &mut threshold, _) = counts.select_nth_unstable(middle);
+                map.retain(|_, f| f.count > threshold);
+                // All alike: forget the older half instead.
+                if map.len() >= self.cap {
+                    let mut lasts: Vec<Instant> = map.values().map(|f| f.last).collect();
+                    let (_, &mut oldest_kept, _) = lasts.select_nth_unstable(middle);
+                    map.retain(|_, f| f.last > oldest_kept);
+                }
+            }
         }
         let expired = map.get(&key).is_some_and(|f| self.expired(f));
         let entry = map.entry(key).or_insert(Failures { count: 0, ..fresh });
@@ -113,12 +127,28 @@ mod tests {
         assert_eq!(c.record(1).count, 1);
         assert_eq!(c.record(1).count, 2);
         assert_eq!(c.record(2).count, 1);
-        // Full: a third key is not tracked, the tracked ones still count.
+        // Full: a third key makes room by dropping the key with fewer failures.
         assert_eq!(c.record(3).count, 1);
-        assert!(c.get(&3).is_none());
+        assert_eq!(c.get(&3).unwrap().count, 1);
+        assert!(c.get(&2).is_none());
         assert_eq!(c.record(1).count, 3);
         c.clear(&1);
         assert!(c.get(&1).is_none());
+    }
+
+    #[test]
+    fn a_flood_of_new_keys_stays_under_the_cap_and_the_held_back_stay_held_back() {
+        let c: FailureCounter<u64> =
+            FailureCounter::new(Window::FromFirst(Duration::from_secs(60)), 1000);
+        for _ in 0..20 {
+            c.record(u64::MAX);
+        }
+        for key in 0..1_000_000 {
+            c.record(key);
+            assert!(c.map.lock().unwrap().len() <= 1000);
+        }
+        assert_eq!(c.get(&u64::MAX).unwrap().count, 20);
+        assert!(c.get(&999_999).is_some(), "the newest key is tracked");
     }
 
     #[test]

@@ -10,8 +10,9 @@ use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::Quota;
 
+use super::bounded;
 use super::failures::{FailureCounter, Window, network_of};
 use super::ratelimit::ceil_secs;
 use super::token::sha256;
@@ -23,7 +24,7 @@ const MAX_DELAY: Duration = Duration::from_secs(10);
 const MAX_TRACKED: usize = 100_000;
 
 pub struct LoginLimits {
-    per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    per_ip: bounded::Limiter<IpAddr>,
     clock: DefaultClock,
     /// Keyed by the SHA-256 of the lower-cased email: fixed size whatever was submitted.
     failures: FailureCounter<[u8; 32]>,
@@ -65,7 +66,7 @@ impl LoginLimits {
         let n = NonZeroU32::new(attempts_per_minute.max(1)).expect("non-zero");
         let counter = || FailureCounter::new(Window::FromLast(FAILURE_WINDOW), MAX_TRACKED);
         LoginLimits {
-            per_ip: RateLimiter::keyed(Quota::per_minute(n)),
+            per_ip: bounded::keyed(Quota::per_minute(n)),
             clock: DefaultClock::default(),
             failures: counter(),
             device_failures: counter(),

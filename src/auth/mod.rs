@@ -1,5 +1,6 @@
 //! Who is calling: passwords, dashboard sessions, CSRF and the login limits.
 
+pub mod bounded;
 pub mod device;
 pub mod failures;
 pub mod limits;

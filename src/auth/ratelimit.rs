@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
-use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
+use super::bounded::BoundedStore;
 use super::failures::{FailureCounter, Window, network_of};
 
 /// What the rate-limit headers report.
@@ -25,7 +25,7 @@ pub struct Budget {
 
 /// A per-minute budget with a burst, kept per key `K`.
 pub struct Throttle<K: Hash + Eq + Clone, C: Clock = DefaultClock> {
-    limiter: RateLimiter<K, DefaultKeyedStateStore<K>, C, StateInformationMiddleware>,
+    limiter: RateLimiter<K, BoundedStore<K>, C, StateInformationMiddleware>,
     clock: C,
     limit: u32,
     burst: u32,
@@ -54,7 +54,7 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> Throttle<K, C> {
         let quota = Quota::per_minute(NonZeroU32::new(limit).expect("non-zero"))
             .allow_burst(NonZeroU32::new(burst).expect("non-zero"));
         let limiter: RateLimiter<_, _, _, StateInformationMiddleware> =
-            RateLimiter::new(quota, DefaultKeyedStateStore::default(), clock.clone());
+            RateLimiter::new(quota, BoundedStore::default(), clock.clone());
         Throttle {
             limiter,
             clock,

@@ -12,9 +12,7 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use governor::clock::DefaultClock;
-use governor::state::keyed::DefaultKeyedStateStore;
-use governor::{Quota, RateLimiter};
+use governor::Quota;
 use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -88,7 +86,7 @@ pub struct ImportDrop {
     pub reason: String,
 }
 
-type VisitorLimiter = RateLimiter<u64, DefaultKeyedStateStore<u64>, DefaultClock>;
+type VisitorLimiter = crate::auth::bounded::Limiter<u64>;
 
 pub struct Ingest {
     pub sites: Sites,
@@ -111,7 +109,7 @@ impl Ingest {
             visitors,
             metrics,
             store: Arc::new(Store::new()),
-            limiter: RateLimiter::keyed(Quota::per_second(n).allow_burst(n)),
+            limiter: crate::auth::bounded::keyed(Quota::per_second(n).allow_burst(n)),
             quotas: Quotas::default(),
             hasher: std::collections::hash_map::RandomState::new(),
         }
