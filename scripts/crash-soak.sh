@@ -108,6 +108,7 @@ early_exits=0
 up_total=0
 up_max=0
 check_max=0
+wal_max=0
 for cycle in $(seq 1 "$cycles"); do
   echo "=== cycle $cycle" >>"$work/server.log"
   serve
@@ -132,6 +133,8 @@ for cycle in $(seq 1 "$cycles"); do
   if [ "$code" != 137 ]; then
     echo "    cycle $cycle: the server ended with $code, not 137 (SIGKILL)" >&2
   fi
+  wal=$(stat -c %s "$data/jetrack.db-wal" 2>/dev/null || echo 0)
+  [ "$wal" -gt "$wal_max" ] && wal_max=$wal
   load_code=0
   wait "$load_pid" || load_code=$?
   load_pid=
@@ -146,8 +149,9 @@ for cycle in $(seq 1 "$cycles"); do
   fi
   check_ms=$(($(now_ms) - t0))
   [ "$check_ms" -gt "$check_max" ] && check_max=$check_ms
-  printf 'cycle %d/%d: up in %d ms, killed after %s s; %s; check %s (%s s)\n' "$cycle" "$cycles" \
-    "$up_ms" "$(secs "$delay")" "$(cat "$work/load.out")" "$check_ok" "$(secs "$check_ms")"
+  printf 'cycle %d/%d: up in %d ms, killed after %s s (WAL %d MB); %s; check %s (%s s)\n' \
+    "$cycle" "$cycles" "$up_ms" "$(secs "$delay")" $((wal / 1048576)) "$(cat "$work/load.out")" \
+    "$check_ok" "$(secs "$check_ms")"
 done
 
 echo "==> start once more, resend the keyed imports still without an answer, stop (SIGTERM)"
@@ -180,7 +184,7 @@ echo "  exits before the kill:   $early_exits"
 echo "  start to listening:      mean $((up_total / cycles)) ms, max $up_max ms"
 echo "  slowest check:           $(secs "$check_max") s"
 echo "  server log:              $errors ERROR and $warnings WARN lines, $panics panics"
-echo "  database:                $(du -sh "$data" | cut -f1)"
+echo "  database:                $(du -sh "$data/jetrack.db" | cut -f1), largest WAL after a kill $((wal_max / 1048576)) MB"
 echo "  total time:              $(secs "$elapsed") s"
 if [ "$verified" != 0 ] || [ "$check_failures" != 0 ] || [ "$early_exits" != 0 ] \
   || [ "$panics" != 0 ] || [ "$failed" != 0 ]; then
