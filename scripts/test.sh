@@ -40,6 +40,9 @@ fi
 step "cargo fmt --check"
 cargo fmt --check
 
+step "no secrets in the repository (scripts/check-secrets.sh)"
+scripts/check-secrets.sh
+
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 
