@@ -155,7 +155,9 @@ pub fn validate_picture(raw: &str) -> std::result::Result<Option<String>, String
         .strip_prefix("https://")
         .or_else(|| lower.strip_prefix("http://"));
     match rest {
-        Some(rest) if !rest.is_empty() && !url.chars().any(char::is_whitespace) => {
+        Some(rest)
+            if !rest.is_empty() && !url.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
             Ok(Some(url.to_string()))
         }
         _ => Err("picture: must be an http(s) URL".into()),

@@ -69,6 +69,15 @@ async fn drain(mut stream: BodyStream, mut budget: usize) {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), rest).await;
 }
 
+/// A JSON number that is a whole number, as JSON means it: `1155` and `1155.0` alike.
+pub fn whole_number(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .map(|f| f as i64)
+    })
+}
+
 /// A JSON object body whose fields are taken one by one; what is left is unknown.
 pub struct Fields {
     map: Map<String, Value>,

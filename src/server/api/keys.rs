@@ -35,7 +35,7 @@ pub async fn create(mut ctx: Ctx) -> Result<Answer> {
     };
     let expires_in_days = match body.take("expiresInDays") {
         None | Some(Value::Null) => None,
-        Some(v) => match v.as_i64().map(keys::validate_expires_in_days) {
+        Some(v) => match super::body::whole_number(&v).map(keys::validate_expires_in_days) {
             Some(Ok(days)) => Some(days),
             Some(Err(m)) => {
                 problems.push(m);

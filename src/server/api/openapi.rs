@@ -34,7 +34,11 @@ fn query_param(name: &str) -> Value {
         ),
         "timezone" => (
             "IANA time zone for dates and buckets (default: the website's)",
-            json!({"type": "string"}),
+            json!({"$ref": "#/components/schemas/TimeZone"}),
+        ),
+        "format" => (
+            "ndjson (default) or csv",
+            json!({"type": "string", "enum": ["ndjson", "csv"], "default": "ndjson"}),
         ),
         "interval" => (
             "Bucket size (default hour for at most 2 days, else day)",
@@ -46,15 +50,15 @@ fn query_param(name: &str) -> Value {
         ),
         "prop" => (
             "The event property to break down by (required on event-props)",
-            json!({"type": "string"}),
+            json!({"type": "string", "minLength": 1}),
         ),
         "event" => (
             "Filter: sessions with an event of this name, `(none)` for sessions without any event; on event-props, the event to break down (required)",
-            json!({"type": "string"}),
+            json!({"type": "string", "minLength": 1}),
         ),
         f if crate::stats::FILTERS.contains(&f) => (
             "Filter by this value, exact match; `(none)` selects the empty value",
-            json!({"type": "string"}),
+            json!({"type": "string", "minLength": 1}),
         ),
         _ => ("", json!({"type": "string"})),
     };
@@ -109,7 +113,14 @@ fn operation(route: &Route) -> Value {
         .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
         .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
         .collect();
-    params.extend(route.query.iter().map(|q| query_param(q)));
+    params.extend(route.query.iter().map(|q| {
+        let mut param = query_param(q);
+        // event-props breaks down one property of one event: both must be named.
+        if route.path.ends_with("/event-props") && matches!(*q, "event" | "prop") {
+            param["required"] = json!(true);
+        }
+        param
+    }));
     if route.path == "/websites/{id}/events" {
         params.push(json!({"name": "Idempotency-Key", "in": "header", "required": false,
             "description": "Repeating a request with the same key within 24 hours returns the first answer and stores nothing more.",
@@ -201,6 +212,16 @@ fn operation(route: &Route) -> Value {
     Value::Object(op)
 }
 
+/// Every zone name the server knows (jiff's embedded database), sorted.
+fn time_zones() -> Vec<String> {
+    let mut names: Vec<String> = jiff::tz::db()
+        .available()
+        .map(|n| n.as_str().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
 pub fn document(routes: &[Route], public_url: &str) -> Value {
     let mut paths = Map::new();
     for route in routes {
@@ -229,6 +250,11 @@ pub fn document(routes: &[Route], public_url: &str) -> Value {
                             "description": "The dashboard's session (`__Host-jetrack_session` behind https)"}
             },
             "schemas": {
+                "TimeZone": {
+                    "type": "string",
+                    "description": "An IANA time zone of the embedded database, such as Europe/Berlin",
+                    "enum": time_zones(),
+                },
                 "Error": {
                     "type": "object",
                     "required": ["success", "data", "meta"],
@@ -270,6 +296,24 @@ pub mod schema {
     fn int_or_null() -> Value {
         json!({"type": ["integer", "null"]})
     }
+
+    /// A person's or a key's name: no control characters (the server trims spaces and treats
+    /// an empty name as none).
+    fn person_name() -> Value {
+        json!({"type": ["string", "null"], "maxLength": 100, "pattern": NO_CONTROLS})
+    }
+
+    /// No control characters (Unicode category Cc).
+    const NO_CONTROLS: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$";
+    /// At least one character other than white space, and no control characters.
+    const VISIBLE: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$";
+    /// What `domain` takes: `localhost`, an IPv4 literal, or a host name with a dot whose last
+    /// label starts with a letter (a leading `www.` is dropped, so `www.` + one label is not
+    /// one). The server also takes a pasted `https://…/`, IPv6 literals in brackets and
+    /// Unicode names (stored in their ASCII form).
+    const DOMAIN: &str = "^(localhost|((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])|(?![Ww][Ww][Ww]\\.[^.]+$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)$";
+    /// An absolute http(s) URL without white space, or empty (no picture).
+    const PICTURE: &str = "^([Hh][Tt][Tt][Pp][Ss]?://[^\\s\\u0000-\\u001F\\u007F-\\u009F]+)?$";
 
     fn obj(props: Value) -> Value {
         let required: Vec<String> = props
@@ -315,7 +359,8 @@ pub mod schema {
         json!({"type": "object", "required": ["token", "email", "password"], "properties": {
             "token": {"type": "string"}, "email": {"type": "string", "format": "email"},
             "password": {"type": "string", "minLength": 10},
-            "firstName": {"type": "string", "maxLength": 100}, "lastName": {"type": "string", "maxLength": 100}
+            "firstName": {"type": "string", "maxLength": 100, "pattern": NO_CONTROLS},
+            "lastName": {"type": "string", "maxLength": 100, "pattern": NO_CONTROLS}
         }, "additionalProperties": false})
     }
 
@@ -327,15 +372,17 @@ pub mod schema {
 
     pub fn account_patch() -> Value {
         json!({"type": "object", "properties": {
-            "firstName": {"type": ["string", "null"], "maxLength": 100},
-            "lastName": {"type": ["string", "null"], "maxLength": 100},
-            "picture": {"type": ["string", "null"], "description": "An http(s) URL"}
+            "firstName": person_name(),
+            "lastName": person_name(),
+            "picture": {"type": ["string", "null"], "maxLength": 2000, "pattern": PICTURE,
+                        "description": "An http(s) URL"}
         }, "additionalProperties": false})
     }
 
     pub fn password_body() -> Value {
         json!({"type": "object", "required": ["currentPassword", "newPassword"], "properties": {
-            "currentPassword": {"type": "string"}, "newPassword": {"type": "string", "minLength": 10}
+            "currentPassword": {"type": "string"},
+            "newPassword": {"type": "string", "minLength": 10, "maxLength": 1024}
         }, "additionalProperties": false})
     }
 
@@ -389,7 +436,7 @@ pub mod schema {
 
     pub fn key_body() -> Value {
         json!({"type": "object", "properties": {
-            "name": {"type": ["string", "null"], "maxLength": 100},
+            "name": person_name(),
             "scope": {"enum": ["full", "read"], "default": "full"},
             "expiresInDays": {"type": ["integer", "null"], "minimum": 1, "maximum": 3650}
         }, "additionalProperties": false})
@@ -428,9 +475,10 @@ pub mod schema {
 
     fn website_fields() -> Value {
         json!({
-            "name": {"type": "string", "minLength": 1, "maxLength": 100},
-            "domain": {"type": "string", "description": "A host name, IP literal or localhost; https://www.Example.com/ becomes example.com"},
-            "timezone": {"type": "string", "description": "An IANA time zone", "default": "UTC"},
+            "name": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": VISIBLE},
+            "domain": {"type": "string", "maxLength": 253, "pattern": DOMAIN,
+                       "description": "A host name, IP literal or localhost; https://www.Example.com/ becomes example.com"},
+            "timezone": {"$ref": "#/components/schemas/TimeZone", "default": "UTC"},
             "cookieMode": {"type": "boolean", "default": false},
             "retentionDays": {"type": ["integer", "null"], "minimum": 1, "maximum": 3650}
         })
@@ -475,8 +523,13 @@ pub mod schema {
                 "screen": {"enum": ["xs", "sm", "md", "lg", "xl", null]}
             }
         });
+        // Each event is checked on its own: an invalid one is listed in `dropped` and the
+        // request still succeeds, so the request's schema holds only what refuses it whole;
+        // an event's fields are described beside it.
         json!({"type": "object", "required": ["events"], "additionalProperties": false,
-               "properties": {"events": {"type": "array", "minItems": 1, "maxItems": 1000, "items": event}}})
+               "properties": {"events": {"type": "array", "minItems": 1, "maxItems": 1000,
+                   "items": {"type": "object", "x-jetrack-event": event,
+                             "description": "An event; `x-jetrack-event` describes its fields. One that breaks those rules is not stored and is listed in `dropped` with its index and the reason."}}}})
     }
 
     fn num() -> Value {

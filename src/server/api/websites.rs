@@ -26,7 +26,7 @@ fn retention(body: &mut Fields, problems: &mut Vec<String>) -> Option<Option<i64
     match body.take("retentionDays") {
         None => None,
         Some(Value::Null) => Some(None),
-        Some(v) => match v.as_i64().map(websites::validate_retention) {
+        Some(v) => match super::body::whole_number(&v).map(websites::validate_retention) {
             Some(Ok(days)) => Some(Some(days)),
             Some(Err(m)) => {
                 problems.push(m);
