@@ -297,6 +297,60 @@ fn account_can_be_read_and_patched() {
     assert_eq!(body["data"]["email"], "owner@example.com");
 }
 
+/// Account and website fields are not tracking data: a control character is refused, named,
+/// and nothing changes; whole numbers may be written `30.0` as JSON allows.
+#[test]
+fn control_characters_in_account_and_website_fields_are_refused() {
+    let sb = Sandbox::new();
+    let server = Server::start(&sb, &[]);
+    let s = server.setup("owner@example.com");
+    let send = |method: reqwest::Method, path: &str, v: Value| {
+        envelope(
+            s.client
+                .request(method, server.api(path))
+                .header("x-csrf-token", &s.csrf)
+                .json(&v)
+                .send()
+                .unwrap(),
+        )
+    };
+    let (status, body) = send(
+        reqwest::Method::PATCH,
+        "/account",
+        json!({"firstName": "Ada\u{0}", "lastName": "L\u{1b}[31m",
+               "picture": "https://example.com/a\u{7}.png"}),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["meta"]["errors"],
+        json!([
+            "firstName: must not contain control characters",
+            "lastName: must not contain control characters",
+            "picture: must be an http(s) URL"
+        ])
+    );
+    let (status, body) = send(
+        reqwest::Method::POST,
+        "/websites",
+        json!({"name": "Shop\r\nX-Injected: 1", "domain": "shop.example"}),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["meta"]["errors"],
+        json!(["name: must not contain control characters"])
+    );
+    let (status, body) = send(
+        reqwest::Method::POST,
+        "/websites",
+        json!({"name": "Shop", "domain": "shop.example", "retentionDays": 30.0}),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["data"]["retentionDays"], 30);
+    let (_, body) = envelope(s.client.get(server.api("/account")).send().unwrap());
+    assert_eq!(body["data"]["firstName"], "Ada");
+    assert_eq!(body["data"]["picture"], Value::Null);
+}
+
 #[test]
 fn password_change_ends_the_other_sessions() {
     let sb = Sandbox::new();
