@@ -645,7 +645,10 @@ mod tests {
     #[test]
     fn csv_cells_never_start_a_formula() {
         for (raw, cell) in [
-            ("=HYPERLINK(\"https://evil.example\")", "'=HYPERLINK(\"https://evil.example\")"),
+            (
+                "=HYPERLINK(\"https://evil.example\")",
+                "'=HYPERLINK(\"https://evil.example\")",
+            ),
             ("+1", "'+1"),
             ("-2", "'-2"),
             ("@SUM(A1)", "'@SUM(A1)"),

@@ -659,7 +659,10 @@ fn both_headers_must_agree() {
                 .header("x-api-key", second),
         );
         assert_eq!(r.status, 400, "{}", r.text);
-        assert_eq!(r.errors(), ["X-API-Key: given more than once; send one key"]);
+        assert_eq!(
+            r.errors(),
+            ["X-API-Key: given more than once; send one key"]
+        );
         assert!(!r.text.contains(first.as_str()) && !r.text.contains(second.as_str()));
     }
     let r = send(
@@ -668,7 +671,10 @@ fn both_headers_must_agree() {
             .header("authorization", format!("Bearer {other}")),
     );
     assert_eq!(r.status, 400, "{}", r.text);
-    assert_eq!(r.errors(), ["Authorization: given more than once; send one key"]);
+    assert_eq!(
+        r.errors(),
+        ["Authorization: given more than once; send one key"]
+    );
 }
 
 #[test]

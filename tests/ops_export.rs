@@ -568,13 +568,20 @@ fn planted_formulas_and_control_characters_do_not_reach_a_spreadsheet() {
     let imported = json!([{"type": "pageview", "url": "https://shop.example/x",
         "timestamp": iso(now_ms() - 60_000), "visitorId": "v", "browser": "+Browser\u{7}",
         "os": "-OS"}]);
-    assert_eq!(import(&server, &key, &site, imported.as_array().unwrap()), 1);
+    assert_eq!(
+        import(&server, &key, &site, imported.as_array().unwrap()),
+        1
+    );
 
     let today = local_date("UTC", 0);
     let range = format!("from={today}&to={today}");
-    let csv = get(&server, &key, &format!("/websites/{site}/export?{range}&format=csv"))
-        .text()
-        .unwrap();
+    let csv = get(
+        &server,
+        &key,
+        &format!("/websites/{site}/export?{range}&format=csv"),
+    )
+    .text()
+    .unwrap();
     let mut reader = csv::Reader::from_reader(csv.as_bytes());
     let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
     let rows: Vec<Vec<String>> = reader
@@ -588,7 +595,10 @@ fn planted_formulas_and_control_characters_do_not_reach_a_spreadsheet() {
                 !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
                 "{name} starts a formula: {cell:?}"
             );
-            assert!(!cell.contains(char::is_control) || name == "props", "{name}: {cell:?}");
+            assert!(
+                !cell.contains(char::is_control) || name == "props",
+                "{name}: {cell:?}"
+            );
         }
     }
     let column = |name: &str| header.iter().position(|h| h == name).unwrap();
@@ -601,25 +611,42 @@ fn planted_formulas_and_control_characters_do_not_reach_a_spreadsheet() {
     assert_eq!(event[column("utmMedium")], "'+cmd");
     assert_eq!(event[column("utmCampaign")], "'-2+3");
     assert_eq!(event[column("utmTerm")], "'@SUM(A1)");
-    assert_eq!(event[column("utmContent")], "tab", "a leading tab is a control character");
+    assert_eq!(
+        event[column("utmContent")],
+        "tab",
+        "a leading tab is a control character"
+    );
     assert_eq!(event[column("language")], "'@lang");
     assert_eq!(
         serde_json::from_str::<Value>(&event[column("props")]).unwrap(),
         json!({"key": "=cmd|' /C calc'!A0"})
     );
-    let import_row = rows.iter().find(|r| r[column("browser")] != "Chrome").unwrap();
+    let import_row = rows
+        .iter()
+        .find(|r| r[column("browser")] != "Chrome")
+        .unwrap();
     assert_eq!(import_row[column("browser")], "'+Browser");
     assert_eq!(import_row[column("os")], "'-OS");
 
     // NDJSON keeps the values themselves, without the control characters.
-    let ndjson = get(&server, &key, &format!("/websites/{site}/export?{range}&format=ndjson"))
-        .text()
-        .unwrap();
-    let lines: Vec<Value> = ndjson.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let ndjson = get(
+        &server,
+        &key,
+        &format!("/websites/{site}/export?{range}&format=ndjson"),
+    )
+    .text()
+    .unwrap();
+    let lines: Vec<Value> = ndjson
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let event = lines.iter().find(|l| l["type"] == "event").unwrap();
     assert_eq!(event["name"], "=1+1");
     assert_eq!(event["props"], json!({"key": "=cmd|' /C calc'!A0"}));
-    assert!(event["url"].as_str().unwrap().contains("utm_medium=%2Bcmd"), "{event}");
+    assert!(
+        event["url"].as_str().unwrap().contains("utm_medium=%2Bcmd"),
+        "{event}"
+    );
     assert!(!ndjson.contains("\\u0000"), "{ndjson}");
     let stored = common::ingest::events(&sb);
     assert_eq!(stored.len(), 1);

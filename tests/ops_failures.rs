@@ -35,7 +35,14 @@ fn serve_on_tmpfs(data_dir: &Path, size: &str) -> Server {
 /// Runs a shell command in the server's mount namespace (where its tmpfs is).
 fn in_namespace(server: &Server, script: &str) {
     let status = Command::new("nsenter")
-        .args(["-t", &server.child.id().to_string(), "-m", "sh", "-c", script])
+        .args([
+            "-t",
+            &server.child.id().to_string(),
+            "-m",
+            "sh",
+            "-c",
+            script,
+        ])
         .status()
         .expect("nsenter");
     assert!(status.success(), "{script}");
@@ -69,7 +76,10 @@ fn a_full_disk_is_reported_clearly_and_loses_nothing_stored() {
     let filler = data.join("filler");
     in_namespace(
         &server,
-        &format!("dd if=/dev/zero of={} bs=64k 2>/dev/null; true", filler.display()),
+        &format!(
+            "dd if=/dev/zero of={} bs=64k 2>/dev/null; true",
+            filler.display()
+        ),
     );
     let started = Instant::now();
     let mut refused = 0;
@@ -108,7 +118,10 @@ fn a_full_disk_is_reported_clearly_and_loses_nothing_stored() {
     );
     // One line per interval with a count, not one per refused request.
     let log = server.stderr();
-    let failing = log.lines().filter(|l| l.contains("writes are failing")).count();
+    let failing = log
+        .lines()
+        .filter(|l| l.contains("writes are failing"))
+        .count();
     let allowed = started.elapsed().as_secs() / 10 + 2;
     assert!(
         (1..=allowed as usize).contains(&failing),
@@ -144,7 +157,10 @@ fn a_full_disk_is_reported_clearly_and_loses_nothing_stored() {
         .map(|r| r["value"].as_str().unwrap())
         .collect();
     for i in 0..20 {
-        assert!(paths.contains(&format!("/before/{i}").as_str()), "{paths:?}");
+        assert!(
+            paths.contains(&format!("/before/{i}").as_str()),
+            "{paths:?}"
+        );
     }
     assert!(paths.contains(&"/after"));
     let mut server = server;
@@ -180,7 +196,12 @@ fn an_internal_error_answers_a_generic_500_and_logs_its_cause() {
         json!({"success": false, "data": null,
                "meta": {"status": 500, "message": "Internal server error", "errors": []}})
     );
-    for secret in ["audit_log", "SELECT", "sqlite", sb.dir.path().to_str().unwrap()] {
+    for secret in [
+        "audit_log",
+        "SELECT",
+        "sqlite",
+        sb.dir.path().to_str().unwrap(),
+    ] {
         assert!(!text.contains(secret), "{secret} in {text}");
     }
     let deadline = Instant::now() + std::time::Duration::from_secs(5);

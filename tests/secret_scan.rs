@@ -43,7 +43,10 @@ fn a_planted_key_is_found_in_files_and_in_history() {
     let (ok, err) = scan(repo);
     assert!(!ok, "a tracked file with a key");
     assert!(err.contains("config.env"), "{err}");
-    assert!(!err.contains(&key), "the report never prints the whole key: {err}");
+    assert!(
+        !err.contains(&key),
+        "the report never prints the whole key: {err}"
+    );
 
     // Removed in a later commit: still in the history.
     git(repo, &["commit", "-qm", "oops"]);
@@ -56,8 +59,11 @@ fn a_planted_key_is_found_in_files_and_in_history() {
 
     // Listed as a fixture: allowed.
     std::fs::create_dir_all(repo.join("scripts")).unwrap();
-    std::fs::write(repo.join("scripts/secret-fixtures.txt"), format!("# a fixture\n{key}\n"))
-        .unwrap();
+    std::fs::write(
+        repo.join("scripts/secret-fixtures.txt"),
+        format!("# a fixture\n{key}\n"),
+    )
+    .unwrap();
     assert!(scan(repo).0, "{}", scan(repo).1);
 
     let pem = ["-----BEGIN ", "PRIVATE KEY-----"].concat();

@@ -142,7 +142,14 @@ fn https_public_urls_get_strict_transport_security() {
     let get = |server: &Server, path: &str| client().get(server.url(path)).send().unwrap();
     let sb = Sandbox::new();
     let server = Server::start(&sb, &["--public-url", "https://stats.example.com"]);
-    for path in ["/", "/login", "/healthz", "/api/v1/auth/setup", "/js/jetrack.js", "/nope"] {
+    for path in [
+        "/",
+        "/login",
+        "/healthz",
+        "/api/v1/auth/setup",
+        "/js/jetrack.js",
+        "/nope",
+    ] {
         let resp = get(&server, path);
         assert_eq!(
             resp.headers()["strict-transport-security"],
@@ -154,7 +161,12 @@ fn https_public_urls_get_strict_transport_security() {
     let sb = Sandbox::new();
     let server = Server::start(
         &sb,
-        &["--public-url", "https://stats.example.com", "--hsts-max-age", "300"],
+        &[
+            "--public-url",
+            "https://stats.example.com",
+            "--hsts-max-age",
+            "300",
+        ],
     );
     assert_eq!(
         get(&server, "/login").headers()["strict-transport-security"],
@@ -162,13 +174,21 @@ fn https_public_urls_get_strict_transport_security() {
     );
     drop(server);
     for args in [
-        &["--public-url", "https://stats.example.com", "--hsts-max-age", "0"][..],
+        &[
+            "--public-url",
+            "https://stats.example.com",
+            "--hsts-max-age",
+            "0",
+        ][..],
         &[][..],
     ] {
         let sb = Sandbox::new();
         let server = Server::start(&sb, args);
         assert!(
-            get(&server, "/login").headers().get("strict-transport-security").is_none(),
+            get(&server, "/login")
+                .headers()
+                .get("strict-transport-security")
+                .is_none(),
             "{args:?}"
         );
     }
@@ -396,12 +416,17 @@ fn requests_without_one_host_header_are_refused() {
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nHost: evil.example\r\nConnection: close\r\n\r\n"
         ));
         assert!(two.starts_with("HTTP/1.1 400 "), "{path}: {two}");
-        let one = raw(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"));
+        let one = raw(format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        ));
         assert!(one.starts_with("HTTP/1.1 200 "), "{path}: {one}");
     }
     // HTTP/1.0 may leave Host out.
     let old = raw("GET /healthz HTTP/1.0\r\n\r\n".to_string());
-    assert!(old.starts_with("HTTP/1.0 200 ") || old.starts_with("HTTP/1.1 200 "), "{old}");
+    assert!(
+        old.starts_with("HTTP/1.0 200 ") || old.starts_with("HTTP/1.1 200 "),
+        "{old}"
+    );
 }
 
 #[test]
@@ -562,7 +587,12 @@ fn a_known_browser_keeps_logging_in_while_its_email_is_flooded() {
     std::thread::sleep(std::time::Duration::from_millis(500));
     for i in 0..6 {
         let resp = owner_login(PASSWORD);
-        assert_eq!(resp.status(), 200, "owner's login {} during the flood", i + 1);
+        assert_eq!(
+            resp.status(),
+            200,
+            "owner's login {} during the flood",
+            i + 1
+        );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     // Guessing stays as slow as before: the right password from a browser without the
@@ -572,13 +602,25 @@ fn a_known_browser_keeps_logging_in_while_its_email_is_flooded() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let statuses = attacker.join().unwrap();
     // Five free guesses, then waits of 0.25, 0.5, 1 s… (about 3 s of flood: at most 8).
-    assert!(statuses.iter().filter(|s| **s == 401).count() <= 8, "{statuses:?}");
-    assert!(statuses.iter().all(|s| *s == 401 || *s == 429), "{statuses:?}");
-    assert!(statuses.iter().filter(|s| **s == 429).count() > 10, "{statuses:?}");
+    assert!(
+        statuses.iter().filter(|s| **s == 401).count() <= 8,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().filter(|s| **s == 429).count() > 10,
+        "{statuses:?}"
+    );
 
     // A stolen device cookie buys five guesses, then the browser waits like any other.
     for _ in 0..5 {
-        assert_eq!(owner_login_from("192.0.2.99", "a wrong guess").status(), 401);
+        assert_eq!(
+            owner_login_from("192.0.2.99", "a wrong guess").status(),
+            401
+        );
     }
     assert_eq!(owner_login_from("192.0.2.99", PASSWORD).status(), 429);
 }
@@ -602,13 +644,19 @@ fn wrong_current_passwords_are_limited_like_logins() {
     for i in 0..5 {
         let (status, body) = envelope(change("not the password"));
         assert_eq!(status, 400, "attempt {}", i + 1);
-        assert_eq!(body["meta"]["errors"], json!(["currentPassword: is incorrect"]));
+        assert_eq!(
+            body["meta"]["errors"],
+            json!(["currentPassword: is incorrect"])
+        );
     }
     let resp = change(PASSWORD);
     assert_eq!(resp.status(), 429);
     assert_eq!(resp.headers()["retry-after"], "1");
     let (_, body) = envelope(resp);
-    assert_eq!(body["meta"]["message"], "Too many password attempts; try again later");
+    assert_eq!(
+        body["meta"]["message"],
+        "Too many password attempts; try again later"
+    );
     std::thread::sleep(std::time::Duration::from_millis(1100));
     assert_eq!(change(PASSWORD).status(), 200);
     // The address's budget counts these too: 10 attempts a minute.

@@ -895,8 +895,14 @@ fn a_parameter_given_twice_is_refused() {
         "from=2025-01-01&to=2025-01-31&from=2025-01-02&country=DE&country=US&foo=1",
         &["from", "country", "foo"],
     );
-    assert!(errors.contains(&"from: given more than once".to_string()), "{errors:?}");
-    assert!(errors.contains(&"country: given more than once".to_string()), "{errors:?}");
+    assert!(
+        errors.contains(&"from: given more than once".to_string()),
+        "{errors:?}"
+    );
+    assert!(
+        errors.contains(&"country: given more than once".to_string()),
+        "{errors:?}"
+    );
     assert_bad(&env, &site, "pages", "limit=5&limit=6", &["limit"]);
 }
 

@@ -457,17 +457,23 @@ fn a_session_holds_at_most_ten_streams_and_a_new_one_closes_the_oldest() {
         })
         .collect();
     let newest = Stream::open(&server, &session, &site);
-    newest.next(Duration::from_secs(5)).expect("the newest works");
+    newest
+        .next(Duration::from_secs(5))
+        .expect("the newest works");
     assert!(
         streams[0].end(Duration::from_secs(2)).is_some(),
         "the oldest stream was closed"
     );
     for (i, s) in streams.iter().enumerate().skip(1) {
-        assert!(s.end(Duration::from_millis(100)).is_none(), "stream {i} stays open");
+        assert!(
+            s.end(Duration::from_millis(100)).is_none(),
+            "stream {i} stays open"
+        );
     }
     // Another session of the same account has its own ten.
     let other = server.login("owner@example.com", common::PASSWORD);
     let s = Stream::open(&server, &other, &site);
-    s.next(Duration::from_secs(5)).expect("another session's stream");
+    s.next(Duration::from_secs(5))
+        .expect("another session's stream");
     assert!(streams[1].end(Duration::from_millis(300)).is_none());
 }

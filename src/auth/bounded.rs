@@ -120,7 +120,10 @@ mod tests {
             // All within one window: the clock moves 100 ms over the whole million.
             if key % 10_000 == 0 {
                 clock.advance(Duration::from_millis(1));
-                assert!(limiter.check_key(&flooder).is_err(), "still limited at key {key}");
+                assert!(
+                    limiter.check_key(&flooder).is_err(),
+                    "still limited at key {key}"
+                );
             }
             assert!(limiter.check_key(&key).is_ok(), "a new key has its budget");
             most = most.max(limiter.len());

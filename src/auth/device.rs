@@ -98,7 +98,11 @@ mod tests {
     #[test]
     fn the_cookie_goes_to_the_login_route_only() {
         let plain = DeviceCookie { secure: false }.set("abc");
-        assert!(plain.starts_with("jetrack_device=abc; Path=/api/v1/auth/login; HttpOnly; SameSite=Strict"));
+        assert!(
+            plain.starts_with(
+                "jetrack_device=abc; Path=/api/v1/auth/login; HttpOnly; SameSite=Strict"
+            )
+        );
         assert!(!plain.contains("Secure"));
         let secure = DeviceCookie { secure: true }.set("abc");
         assert!(secure.starts_with("__Secure-jetrack_device=abc;"));

@@ -9,8 +9,8 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
-use governor::clock::{Clock, DefaultClock};
 use governor::Quota;
+use governor::clock::{Clock, DefaultClock};
 
 use super::bounded;
 use super::failures::{FailureCounter, Window, network_of};

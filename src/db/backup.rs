@@ -1,8 +1,8 @@
 //! Consistent copies of the live database, and putting one back.
 
 use std::fs::{self, File};
-use std::path::{Path, PathBuf};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 

@@ -51,7 +51,9 @@ impl Trouble {
     /// What `/healthz` says.
     pub fn reason(&self) -> String {
         match self {
-            Trouble::StorageFull => "storage full: the disk holding the database has no room".into(),
+            Trouble::StorageFull => {
+                "storage full: the disk holding the database has no room".into()
+            }
             Trouble::ReadOnly => "the database cannot be written (read-only)".into(),
             Trouble::Failed(e) => format!("writes fail: {e}"),
         }
@@ -65,8 +67,9 @@ impl Trouble {
                 retry_after: 60,
             },
             Trouble::ReadOnly => Error::Unavailable {
-                message: "The server cannot write its database; nothing was stored. Try again later"
-                    .into(),
+                message:
+                    "The server cannot write its database; nothing was stored. Try again later"
+                        .into(),
                 retry_after: 60,
             },
             Trouble::Failed(_) => Error::Unavailable {

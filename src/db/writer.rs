@@ -388,7 +388,10 @@ struct QuietFailures {
 impl QuietFailures {
     fn failed(&mut self, e: &str) {
         self.unlogged += 1;
-        if self.last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+        if self
+            .last_log
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+        {
             tracing::warn!(error = %e, failures = self.unlogged, "checkpoint failed");
             self.unlogged = 0;
             self.last_log = Some(Instant::now());
@@ -419,10 +422,7 @@ fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 
 /// Runs `f` in its own savepoint: undone alone when it fails. `Err` only when the savepoint
 /// itself could not be handled (the transaction cannot go on).
-fn in_savepoint<T>(
-    conn: &Connection,
-    f: impl FnOnce() -> (bool, T),
-) -> rusqlite::Result<T> {
+fn in_savepoint<T>(conn: &Connection, f: impl FnOnce() -> (bool, T)) -> rusqlite::Result<T> {
     exec(conn, "SAVEPOINT job")?;
     let (ok, value) = f();
     if ok {

@@ -41,8 +41,14 @@ mod tests {
 
     #[test]
     fn control_characters_are_removed() {
-        assert_eq!(strip_controls("Sign\u{0}up\r\n\t\u{1b}[31m\u{7f}\u{85}!"), "Signup[31m!");
-        assert!(matches!(strip_controls("plain é"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(
+            strip_controls("Sign\u{0}up\r\n\t\u{1b}[31m\u{7f}\u{85}!"),
+            "Signup[31m!"
+        );
+        assert!(matches!(
+            strip_controls("plain é"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 
     #[test]

@@ -5,9 +5,9 @@
 //! half-hour zone's days start at :30 UTC. The zone rules come from jiff's embedded tz
 //! database, never from the host.
 
+use jiff::ToSpan;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
-use jiff::ToSpan;
 
 /// The longest range a query may ask for, in days.
 pub const MAX_DAYS: i64 = 3660;
@@ -89,7 +89,10 @@ fn edge_ms(local: jiff::civil::DateTime, tz: &TimeZone) -> i64 {
 /// An hour bucket's label (local time with offset) at `ms`, also past jiff's last instant.
 fn hour_label(ms: i64, tz: &TimeZone) -> String {
     if let Ok(ts) = jiff::Timestamp::from_millisecond(ms) {
-        return ts.to_zoned(tz.clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string();
+        return ts
+            .to_zoned(tz.clone())
+            .strftime("%Y-%m-%dT%H:%M:%S%:z")
+            .to_string();
     }
     let offset = edge_offset(tz, ms);
     let local = ms + offset * 1000;
@@ -280,13 +283,24 @@ mod tests {
 
     #[test]
     fn the_last_day_of_the_calendar_has_its_hours_in_every_zone() {
-        for (zone, offset) in [("UTC", "+00:00"), ("Asia/Tokyo", "+09:00"), ("America/New_York", "-05:00")] {
+        for (zone, offset) in [
+            ("UTC", "+00:00"),
+            ("Asia/Tokyo", "+09:00"),
+            ("America/New_York", "-05:00"),
+        ] {
             let p = Period::new(date(9999, 12, 31), date(9999, 12, 31), tz(zone));
             let hours = p.buckets(Interval::Hour);
             assert_eq!(hours.len(), 24, "{zone}");
             assert_eq!(hours[0].0, format!("9999-12-31T00:00:00{offset}"), "{zone}");
-            assert_eq!(hours[23].0, format!("9999-12-31T23:00:00{offset}"), "{zone}");
-            assert!(hours.windows(2).all(|w| w[1].1 - w[0].1 == 3_600_000), "{zone}");
+            assert_eq!(
+                hours[23].0,
+                format!("9999-12-31T23:00:00{offset}"),
+                "{zone}"
+            );
+            assert!(
+                hours.windows(2).all(|w| w[1].1 - w[0].1 == 3_600_000),
+                "{zone}"
+            );
             assert_eq!(p.end - p.start, 86_400_000, "{zone}");
             assert_eq!(p.buckets(Interval::Day).len(), 1);
         }

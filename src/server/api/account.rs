@@ -76,7 +76,10 @@ pub async fn change_password(mut ctx: Ctx) -> Result<Answer> {
     // Re-authentication is limited like a login: per client address, and a growing wait for
     // the session after wrong passwords (someone holding a stolen session must not guess fast).
     let limits = &ctx.app.login_limits;
-    if let Err(wait) = limits.attempt(ctx.client_ip).and_then(|()| limits.reauth_gate(&keep)) {
+    if let Err(wait) = limits
+        .attempt(ctx.client_ip)
+        .and_then(|()| limits.reauth_gate(&keep))
+    {
         return Err(Error::TooManyRequests {
             message: "Too many password attempts; try again later".into(),
             retry_after: wait,

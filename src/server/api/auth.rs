@@ -141,7 +141,9 @@ pub async fn login(mut ctx: Ctx) -> Result<Answer> {
             if let Some(token) = device.clone() {
                 limits.device_failed(&token);
                 if !limits.device_trusted(&token) {
-                    ctx.app.db.write_detached(move |c| device::forget(c, &token));
+                    ctx.app
+                        .db
+                        .write_detached(move |c| device::forget(c, &token));
                 }
             }
             if let Some(account) = known {

@@ -48,7 +48,11 @@ impl Caller {
 pub fn presented_key(headers: &HeaderMap) -> Result<Option<String>> {
     for name in ["x-api-key", "authorization"] {
         if headers.get_all(name).iter().nth(1).is_some() {
-            let shown = if name == "x-api-key" { "X-API-Key" } else { "Authorization" };
+            let shown = if name == "x-api-key" {
+                "X-API-Key"
+            } else {
+                "Authorization"
+            };
             return Err(Error::invalid(format!(
                 "{shown}: given more than once; send one key"
             )));

@@ -49,10 +49,13 @@ const RETRY: Duration = Duration::from_secs(3);
 /// nobody can hold hundreds.
 pub const STREAMS_PER_SESSION: usize = 10;
 
-/// The open streams per holder (a session's token hash), oldest first.
+/// A holder's open streams, oldest first: each one's number and what tells it to close.
+type Held = VecDeque<(u64, oneshot::Sender<()>)>;
+
+/// The open streams per holder (a session's token hash).
 #[derive(Default)]
 pub struct OpenStreams {
-    open: Mutex<HashMap<[u8; 32], VecDeque<(u64, oneshot::Sender<()>)>>>,
+    open: Mutex<HashMap<[u8; 32], Held>>,
     next: AtomicU64,
 }
 
@@ -295,7 +298,10 @@ mod tests {
         assert_eq!(streams.count(&a), 2);
         let third = streams.open(a, 2);
         assert_eq!(streams.count(&a), 2);
-        assert!((&mut first.closed).await.is_err(), "the oldest is told to close");
+        assert!(
+            (&mut first.closed).await.is_err(),
+            "the oldest is told to close"
+        );
         drop(first);
         assert_eq!(streams.count(&a), 2, "a closed slot frees nothing twice");
         drop((second, third));
