@@ -27,8 +27,9 @@ if [ "${1:-}" = "--minimize" ]; then
 fi
 minutes=${1:-10}
 [ $# -gt 0 ] && shift
+# libFuzzer reads -max_total_time=0 as "no limit".
 case "$minutes" in
-  '' | *[!0-9]*)
+  '' | *[!0-9]* | 0)
     echo "usage: scripts/fuzz.sh [--minimize] [MINUTES] [TARGET...]" >&2
     exit 2
     ;;
