@@ -15,6 +15,7 @@ pub mod db;
 pub mod demo;
 pub mod error;
 pub mod export;
+pub mod fuzzing;
 pub mod generate;
 pub mod ingest;
 pub mod keys;

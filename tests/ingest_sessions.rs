@@ -878,6 +878,37 @@ fn timestamps_before_2000_are_dropped_with_a_reason() {
     assert_eq!(stored, [ms("2000-01-01T00:00:00.000Z")]);
 }
 
+/// A hostname an importer sets must be a host name: a path, a space or a query in it is
+/// refused for that event, not stored.
+#[test]
+fn an_imported_hostname_must_be_a_host_name() {
+    let sb = Sandbox::new();
+    let (server, _session, key, site) = started(&sb, &[], "shop.example");
+    let with_host = |h: &str| {
+        json!({"type": "pageview", "url": "https://shop.example/", "visitorId": "v",
+               "timestamp": "2025-01-15T10:00:00.000Z", "hostname": h})
+    };
+    let events = [
+        with_host("A B/\u{1}?x.shop.example"),
+        with_host("blog.shop.example/path"),
+        with_host("Blog.Shop.Example"),
+    ];
+    let (status, body) = import(&server, &key, &site, &json!({ "events": events }));
+    assert_eq!(status, 200, "{body}");
+    let reason = |i: usize| {
+        format!("events[{i}].hostname: must be a host name such as blog.example.com")
+    };
+    assert_eq!(
+        body["data"],
+        json!({"accepted": 1, "dropped": [
+            {"index": 0, "reason": reason(0)},
+            {"index": 1, "reason": reason(1)},
+        ]})
+    );
+    let hosts: Vec<String> = pageviews(&sb).into_iter().map(|p| p.hostname).collect();
+    assert_eq!(hosts, ["blog.shop.example"]);
+}
+
 #[test]
 fn each_invalid_event_is_reported_with_its_index_and_the_valid_ones_are_stored() {
     let sb = Sandbox::new();

@@ -316,89 +316,31 @@ impl Ingest {
         index: usize,
         event: &Value,
     ) -> Result<std::result::Result<Activity, String>> {
-        let prefix = format!("events[{index}].");
-        let Some(map) = event.as_object() else {
-            return Ok(Err(format!("events[{index}]: must be an object")));
+        let checked = match check_import(&site.id, &site.domain, now, index, event) {
+            Ok(checked) => checked,
+            Err(reason) => return Ok(Err(reason)),
         };
-        let mut r = Reader::new(map, &prefix);
-        for field in map.keys() {
-            if !IMPORT_FIELDS.contains(&field.as_str()) {
-                r.error(field, "unknown field");
-            }
-        }
-        let common = input::read_common(&mut r);
-        let at = r
-            .required_string("timestamp")
-            .and_then(|t| match t.parse::<Timestamp>() {
-                Ok(t) if t.as_millisecond() > now + MAX_FUTURE_MS => {
-                    r.error("timestamp", "must not be more than 5 minutes in the future");
-                    None
-                }
-                Ok(t) if t.as_millisecond() < EARLIEST_MS => {
-                    r.error("timestamp", "must not be before 2000-01-01");
-                    None
-                }
-                Ok(t) => Some(t.as_millisecond()),
-                Err(_) => {
-                    r.error(
-                        "timestamp",
-                        "must be an ISO-8601 timestamp such as 2025-01-15T10:30:00.000Z",
-                    );
-                    None
-                }
-            });
-        let visitor_id = r.string("visitorId");
-        let ip = r
-            .string("ip")
-            .and_then(|ip| match ip.trim().parse::<IpAddr>() {
-                Ok(ip) => Some(ip),
-                Err(_) => {
-                    r.error("ip", "must be an IPv4 or IPv6 address");
-                    None
-                }
-            });
-        let user_agent = r.string("userAgent");
-        let given = Given::read(&mut r);
-        let named = visitor_id.map(|v| visitor::import_id(&site.id, v));
-        if named.is_some_and(|id| id.is_none()) {
-            r.error("visitorId", "must be 1 to 200 characters");
-        }
-        if visitor_id.is_none() && (ip.is_none() || user_agent.is_none()) {
-            r.error(
-                "visitorId",
-                "is required unless both ip and userAgent are given",
-            );
-        }
-        if !r.errors.is_empty() {
-            return Ok(Err(r.errors.join("; ")));
-        }
-        let (Some(common), Some(at)) = (common, at) else {
-            return Ok(Err(format!("events[{index}]: invalid")));
-        };
-        if user_agent.is_some_and(bots::is_bot) {
-            return Ok(Err(Drop::Bot.as_str().into()));
-        }
-        let mut page = match input::page(&common, &site.domain) {
-            Ok(page) => page,
-            Err(reason) => return Ok(Err(reason.as_str().into())),
-        };
-        if let Some(hostname) = &given.hostname {
-            if !super::referrer::host_matches(hostname, &site.domain) {
-                return Ok(Err(Drop::Hostname.as_str().into()));
-            }
-            page.hostname.clone_from(hostname);
-        }
+        let ImportChecked {
+            common,
+            at,
+            page,
+            named,
+            ip,
+            user_agent,
+            given,
+        } = checked;
+        let user_agent = user_agent.as_deref();
         if common.kind == Kind::Pageview && !self.quotas.admit(db, &site.account_id).await? {
             return Ok(Err(Drop::Quota.as_str().into()));
         }
-        let visitor = match (named.flatten(), ip, user_agent) {
+        let visitor = match (named, ip, user_agent) {
             (Some(id), _, _) => id,
             (None, Some(ip), Some(ua)) => {
                 let day = visitor::local_date(&site.tz, at);
                 let salt = salts.salt_via(self.visitors.salts(), db, day).await?;
                 visitor::cookieless_id(&salt, &site.id, ip, ua)
             }
-            _ => unreachable!("checked above"),
+            _ => unreachable!("check_import requires visitorId or both ip and userAgent"),
         };
         let ua = user_agent.map(useragent::parse_uncached);
         let described = Described {
@@ -431,14 +373,121 @@ impl Ingest {
     }
 }
 
+/// An imported event that passed every check needing no database: what is left is the
+/// quota, the visitor's salt and the lookups.
+pub struct ImportChecked {
+    pub common: Common,
+    /// The event's time, UTC milliseconds.
+    pub at: i64,
+    pub page: Page,
+    /// The visitor id derived from `visitorId`, when given.
+    pub named: Option<i64>,
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+    pub given: Given,
+}
+
+/// The checks of the import's event number `index` that need no database, for website
+/// `site_id` on `domain` at server time `now` (UTC ms): the fields, the bots, the page's host,
+/// referrer spam and a given hostname. `Err` holds the reason reported for the event.
+pub fn check_import(
+    site_id: &Uuid,
+    domain: &str,
+    now: i64,
+    index: usize,
+    event: &Value,
+) -> std::result::Result<ImportChecked, String> {
+    let prefix = format!("events[{index}].");
+    let Some(map) = event.as_object() else {
+        return Err(format!("events[{index}]: must be an object"));
+    };
+    let mut r = Reader::new(map, &prefix);
+    for field in map.keys() {
+        if !IMPORT_FIELDS.contains(&field.as_str()) {
+            r.error(field, "unknown field");
+        }
+    }
+    let common = input::read_common(&mut r);
+    let at = r
+        .required_string("timestamp")
+        .and_then(|t| match t.parse::<Timestamp>() {
+            Ok(t) if t.as_millisecond() > now + MAX_FUTURE_MS => {
+                r.error("timestamp", "must not be more than 5 minutes in the future");
+                None
+            }
+            Ok(t) if t.as_millisecond() < EARLIEST_MS => {
+                r.error("timestamp", "must not be before 2000-01-01");
+                None
+            }
+            Ok(t) => Some(t.as_millisecond()),
+            Err(_) => {
+                r.error(
+                    "timestamp",
+                    "must be an ISO-8601 timestamp such as 2025-01-15T10:30:00.000Z",
+                );
+                None
+            }
+        });
+    let visitor_id = r.string("visitorId");
+    let ip = r
+        .string("ip")
+        .and_then(|ip| match ip.trim().parse::<IpAddr>() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                r.error("ip", "must be an IPv4 or IPv6 address");
+                None
+            }
+        });
+    let user_agent = r.string("userAgent");
+    let given = Given::read(&mut r);
+    let named = visitor_id.map(|v| visitor::import_id(site_id, v));
+    if named.is_some_and(|id| id.is_none()) {
+        r.error("visitorId", "must be 1 to 200 characters");
+    }
+    if visitor_id.is_none() && (ip.is_none() || user_agent.is_none()) {
+        r.error(
+            "visitorId",
+            "is required unless both ip and userAgent are given",
+        );
+    }
+    if !r.errors.is_empty() {
+        return Err(r.errors.join("; "));
+    }
+    let (Some(common), Some(at)) = (common, at) else {
+        return Err(format!("events[{index}]: invalid"));
+    };
+    if user_agent.is_some_and(bots::is_bot) {
+        return Err(Drop::Bot.as_str().into());
+    }
+    let mut page = match input::page(&common, domain) {
+        Ok(page) => page,
+        Err(reason) => return Err(reason.as_str().into()),
+    };
+    if let Some(hostname) = &given.hostname {
+        if !super::referrer::host_matches(hostname, domain) {
+            return Err(Drop::Hostname.as_str().into());
+        }
+        page.hostname.clone_from(hostname);
+    }
+    Ok(ImportChecked {
+        common,
+        at,
+        page,
+        named: named.flatten(),
+        ip,
+        user_agent: user_agent.map(str::to_string),
+        given,
+    })
+}
+
 /// The attributes an importer may set directly (SPEC 3.5).
-struct Given {
-    hostname: Option<String>,
-    country: Option<String>,
-    browser: Option<String>,
-    os: Option<String>,
-    device: Option<Device>,
-    screen: Option<String>,
+pub struct Given {
+    pub hostname: Option<String>,
+    pub country: Option<String>,
+    pub browser: Option<String>,
+    pub os: Option<String>,
+    pub device: Option<Device>,
+    pub screen: Option<String>,
 }
 
 impl Given {
@@ -449,7 +498,17 @@ impl Given {
                 .filter(|s| !s.is_empty())
                 .map(|s| super::truncate_chars(&s, 100).to_string())
         };
-        let hostname = text(r, "hostname").map(|h| h.to_ascii_lowercase());
+        // A host as a URL would carry it (a Unicode name in its ASCII form); anything else —
+        // a path, a space, a port — is refused rather than stored as a hostname.
+        let hostname = text(r, "hostname").and_then(|h| {
+            match url::Host::parse(&h.to_ascii_lowercase()) {
+                Ok(host) => Some(host.to_string().trim_matches(['[', ']']).to_string()),
+                Err(_) => {
+                    r.error("hostname", "must be a host name such as blog.example.com");
+                    None
+                }
+            }
+        });
         let country = r.string("country").and_then(|c| {
             let code = normalize_country(c);
             if code.is_none() {
@@ -531,7 +590,7 @@ fn is_foreign_key_failure(e: &Error) -> bool {
 }
 
 /// Reads a collect body: the shared fields plus `websiteId` and `visitorId`.
-fn read_collect(body: &[u8]) -> Result<(Common, Uuid, Option<String>)> {
+pub fn read_collect(body: &[u8]) -> Result<(Common, Uuid, Option<String>)> {
     let map = json_object(body)?;
     let mut r = Reader::new(&map, "");
     let common = input::read_common(&mut r);
@@ -555,7 +614,7 @@ fn read_collect(body: &[u8]) -> Result<(Common, Uuid, Option<String>)> {
 }
 
 /// Reads an import body: `{"events": [...]}` with 1 to 1,000 entries.
-fn read_import(body: &[u8]) -> Result<Vec<Value>> {
+pub fn read_import(body: &[u8]) -> Result<Vec<Value>> {
     let mut map = json_object(body)?;
     let events = match map.remove("events") {
         Some(Value::Array(events)) => events,

@@ -753,7 +753,7 @@ fn parse_query(raw: &str, allowed: &[&str]) -> Result<Vec<(String, String)>> {
 }
 
 /// The query's pairs, and a problem for each parameter `allowed` does not name.
-fn read_query(raw: &str, allowed: &[&str]) -> (Vec<(String, String)>, Vec<String>) {
+pub fn read_query(raw: &str, allowed: &[&str]) -> (Vec<(String, String)>, Vec<String>) {
     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw.as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
