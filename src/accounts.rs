@@ -133,7 +133,8 @@ pub fn validate_name(field: &str, raw: &str) -> std::result::Result<Option<Strin
             "{field}: must be at most {MAX_NAME_LEN} characters"
         ));
     }
-    if name.chars().any(char::is_control) {
+    // Checked before trimming, as the OpenAPI document says: "\n" around a name is refused too.
+    if raw.chars().any(char::is_control) {
         return Err(format!("{field}: must not contain control characters"));
     }
     Ok((!name.is_empty()).then(|| name.to_string()))

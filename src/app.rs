@@ -4,10 +4,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::auth::device::DeviceCookie;
 use crate::auth::limits::LoginLimits;
 use crate::auth::ratelimit::{AuthFailures, Throttle};
-use crate::auth::session::SessionCookie;
+use crate::auth::session::TokenCookie;
 use crate::config::Config;
 use crate::db::Db;
 use crate::ingest::pipeline::Ingest;
@@ -51,16 +50,12 @@ impl App {
         }
     }
 
-    pub fn cookie(&self) -> SessionCookie {
-        SessionCookie {
-            secure: self.config.is_https(),
-        }
+    pub fn cookie(&self) -> TokenCookie {
+        TokenCookie::session(self.config.is_https())
     }
 
-    pub fn device_cookie(&self) -> DeviceCookie {
-        DeviceCookie {
-            secure: self.config.is_https(),
-        }
+    pub fn device_cookie(&self) -> TokenCookie {
+        crate::auth::device::cookie(self.config.is_https())
     }
 
     /// Drops rate-limit state that no longer limits anyone.

@@ -91,7 +91,8 @@ pub fn validate_name(raw: &str) -> std::result::Result<String, String> {
     if name.chars().count() > MAX_NAME_LEN {
         return Err(format!("name: must be at most {MAX_NAME_LEN} characters"));
     }
-    if name.chars().any(char::is_control) {
+    // Checked before trimming, as the OpenAPI document says: "\n" around a name is refused too.
+    if raw.chars().any(char::is_control) {
         return Err("name: must not contain control characters".into());
     }
     Ok(name.to_string())

@@ -5,10 +5,9 @@
 //! stay as slow as before. The token is sent to the login route only (its cookie path), and the
 //! database keeps its SHA-256 (docs/architecture.md, "Sessions and security").
 
-use http::HeaderMap;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::session::cookie_value;
+use super::session::TokenCookie;
 use super::token::{random_hex32, sha256};
 use crate::error::Result;
 
@@ -18,32 +17,18 @@ pub const LIFETIME_MS: i64 = 180 * DAY_MS;
 /// Devices kept per account: older ones are forgotten first.
 const PER_ACCOUNT: i64 = 20;
 
-/// The cookie's name and flags, fixed by the public URL's scheme.
-#[derive(Clone, Copy, Debug)]
-pub struct DeviceCookie {
-    pub secure: bool,
-}
-
-impl DeviceCookie {
-    pub fn name(self) -> &'static str {
-        if self.secure {
+/// The device cookie, fixed by the public URL's scheme: sent to the login route only.
+pub fn cookie(secure: bool) -> TokenCookie {
+    TokenCookie {
+        name: if secure {
             "__Secure-jetrack_device"
         } else {
             "jetrack_device"
-        }
-    }
-
-    pub fn set(self, token: &str) -> String {
-        format!(
-            "{}={token}; Path=/api/v1/auth/login; HttpOnly; SameSite=Strict; Max-Age={}{}",
-            self.name(),
-            LIFETIME_MS / 1000,
-            if self.secure { "; Secure" } else { "" }
-        )
-    }
-
-    pub fn read(self, headers: &HeaderMap) -> Option<String> {
-        cookie_value(headers, self.name())
+        },
+        path: "/api/v1/auth/login",
+        same_site: "Strict",
+        max_age_secs: LIFETIME_MS / 1000,
+        secure,
     }
 }
 
@@ -97,14 +82,14 @@ mod tests {
 
     #[test]
     fn the_cookie_goes_to_the_login_route_only() {
-        let plain = DeviceCookie { secure: false }.set("abc");
+        let plain = cookie(false).set("abc");
         assert!(
             plain.starts_with(
                 "jetrack_device=abc; Path=/api/v1/auth/login; HttpOnly; SameSite=Strict"
             )
         );
         assert!(!plain.contains("Secure"));
-        let secure = DeviceCookie { secure: true }.set("abc");
+        let secure = cookie(true).set("abc");
         assert!(secure.starts_with("__Secure-jetrack_device=abc;"));
         assert!(secure.ends_with("; Secure"));
     }

@@ -17,41 +17,54 @@ pub const TOUCH_EVERY_MS: i64 = 60 * 1000;
 
 pub type TokenHash = [u8; 32];
 
-/// The cookie's name and flags, fixed by the public URL's scheme.
+/// A cookie that carries a 64-hex token: its name, scope and lifetime. The session's and the
+/// device's (`device.rs`) differ only in these.
 #[derive(Clone, Copy, Debug)]
-pub struct SessionCookie {
+pub struct TokenCookie {
+    pub name: &'static str,
+    pub path: &'static str,
+    pub same_site: &'static str,
+    pub max_age_secs: i64,
     pub secure: bool,
 }
 
-impl SessionCookie {
-    pub fn name(self) -> &'static str {
-        if self.secure {
-            "__Host-jetrack_session"
-        } else {
-            "jetrack_session"
+impl TokenCookie {
+    /// The dashboard session's cookie, fixed by the public URL's scheme.
+    pub fn session(secure: bool) -> TokenCookie {
+        TokenCookie {
+            name: if secure {
+                "__Host-jetrack_session"
+            } else {
+                "jetrack_session"
+            },
+            path: "/",
+            same_site: "Lax",
+            max_age_secs: ABSOLUTE_TIMEOUT_MS / 1000,
+            secure,
         }
     }
 
     pub fn set(self, token: &str) -> String {
-        format!(
-            "{}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
-            self.name(),
-            ABSOLUTE_TIMEOUT_MS / 1000,
-            if self.secure { "; Secure" } else { "" }
-        )
+        self.header(token, self.max_age_secs)
     }
 
     pub fn clear(self) -> String {
+        self.header("", 0)
+    }
+
+    fn header(self, value: &str, max_age: i64) -> String {
         format!(
-            "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{}",
-            self.name(),
+            "{}={value}; Path={}; HttpOnly; SameSite={}; Max-Age={max_age}{}",
+            self.name,
+            self.path,
+            self.same_site,
             if self.secure { "; Secure" } else { "" }
         )
     }
 
-    /// The session token from the request's `Cookie` headers, if well-formed.
+    /// The token from the request's `Cookie` headers, if well-formed.
     pub fn read(self, headers: &HeaderMap) -> Option<String> {
-        cookie_value(headers, self.name())
+        cookie_value(headers, self.name)
     }
 }
 
@@ -169,10 +182,10 @@ mod tests {
 
     #[test]
     fn cookie_attributes_follow_the_scheme() {
-        let plain = SessionCookie { secure: false }.set("abc");
+        let plain = TokenCookie::session(false).set("abc");
         assert!(plain.starts_with("jetrack_session=abc; Path=/; HttpOnly; SameSite=Lax"));
         assert!(!plain.contains("Secure") && !plain.contains("Domain"));
-        let secure = SessionCookie { secure: true }.set("abc");
+        let secure = TokenCookie::session(true).set("abc");
         assert!(secure.starts_with("__Host-jetrack_session=abc;"));
         assert!(secure.ends_with("; Secure"));
     }

@@ -204,14 +204,12 @@ fn host_problem(req: &http::Request<Incoming>) -> Option<&'static str> {
 
 /// A request refused before any route sees it.
 fn bad_request(problem: &str) -> warp::reply::Response {
-    let mut resp = warp::reply::Response::new(format!("Bad request: {problem}\n").into());
-    *resp.status_mut() = http::StatusCode::BAD_REQUEST;
-    let headers = resp.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
+    let mut resp = pages::plain(
+        http::StatusCode::BAD_REQUEST,
+        format!("Bad request: {problem}\n"),
     );
-    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     resp.extensions_mut().insert(RouteTemplate("(bad request)"));
     resp
 }

@@ -161,8 +161,9 @@ async fn healthz(app: App) -> Response {
     resp
 }
 
-fn plain(status: StatusCode, text: &'static str) -> Response {
-    let mut resp = Response::new(text.into());
+/// A plain-text answer.
+pub fn plain(status: StatusCode, text: impl Into<String>) -> Response {
+    let mut resp = Response::new(text.into().into());
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
