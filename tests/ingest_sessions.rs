@@ -895,9 +895,8 @@ fn an_imported_hostname_must_be_a_host_name() {
     ];
     let (status, body) = import(&server, &key, &site, &json!({ "events": events }));
     assert_eq!(status, 200, "{body}");
-    let reason = |i: usize| {
-        format!("events[{i}].hostname: must be a host name such as blog.example.com")
-    };
+    let reason =
+        |i: usize| format!("events[{i}].hostname: must be a host name such as blog.example.com");
     assert_eq!(
         body["data"],
         json!({"accepted": 1, "dropped": [

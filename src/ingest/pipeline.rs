@@ -500,15 +500,14 @@ impl Given {
         };
         // A host as a URL would carry it (a Unicode name in its ASCII form); anything else —
         // a path, a space, a port — is refused rather than stored as a hostname.
-        let hostname = text(r, "hostname").and_then(|h| {
-            match url::Host::parse(&h.to_ascii_lowercase()) {
+        let hostname =
+            text(r, "hostname").and_then(|h| match url::Host::parse(&h.to_ascii_lowercase()) {
                 Ok(host) => Some(host.to_string().trim_matches(['[', ']']).to_string()),
                 Err(_) => {
                     r.error("hostname", "must be a host name such as blog.example.com");
                     None
                 }
-            }
-        });
+            });
         let country = r.string("country").and_then(|c| {
             let code = normalize_country(c);
             if code.is_none() {
