@@ -329,7 +329,8 @@ fn print_sizes(db: &Path, pageviews: u64) -> Res<()> {
 /// The endpoints measured, relative to `stats/`.
 fn queries() -> Vec<String> {
     let mut out = vec!["main".to_string(), "timeseries?interval=day".to_string()];
-    for name in jetrack::stats::BREAKDOWNS {
+    for report in jetrack::stats::dimension::Report::ALL {
+        let name = report.path();
         out.push(match name {
             "event-props" => format!("{name}?limit=10&event=Signup&prop=plan"),
             _ => format!("{name}?limit=10"),

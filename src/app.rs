@@ -11,6 +11,8 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::ingest::pipeline::Ingest;
 use crate::server::api::live::OpenStreams;
+use crate::stats::realtime::Recent;
+use tokio::sync::watch;
 
 #[derive(Clone)]
 pub struct App {
@@ -29,6 +31,11 @@ pub struct App {
     pub ingest: Arc<Ingest>,
     /// The live streams open per dashboard session.
     pub live_streams: Arc<OpenStreams>,
+    /// Who was active in the last minute, for `realtime` (the writer tells it of each
+    /// activity it stores).
+    pub recent: Arc<Recent>,
+    /// Set when the server begins to shut down: every live stream then ends.
+    pub closing: Arc<watch::Sender<bool>>,
 }
 
 impl App {
@@ -43,8 +50,10 @@ impl App {
             auth_failures: Arc::new(AuthFailures::new(config.auth_fail_limit)),
             key_last_written: Arc::new(Mutex::new(HashMap::new())),
             setup_token: Arc::new(Mutex::new(None)),
+            recent: Arc::clone(&ingest.store.recent),
             ingest,
             live_streams: Arc::default(),
+            closing: Arc::new(watch::channel(false).0),
             config: Arc::new(config),
             db,
         }

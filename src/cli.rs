@@ -400,9 +400,13 @@ async fn rebuild_aggregates(db: Db, website: Option<String>) -> Result<()> {
         Some(id) => {
             let lookup = id.clone();
             let num = db
-                .read(move |c| crate::stats::site_number(c, &lookup))
+                .read(move |c| match crate::websites::WebsiteId::parse(&lookup) {
+                    Some(id) => crate::websites::site_number(c, id),
+                    None => Ok(None),
+                })
                 .await?
-                .ok_or_else(|| Error::NotFound(format!("no website with id {id}")))?;
+                .ok_or_else(|| Error::NotFound(format!("no website with id {id}")))?
+                .0;
             Some(num)
         }
     };
@@ -546,7 +550,7 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<()> {
     let sweeper = spawn_sweeper(app.clone());
     let refresher = spawn_block_refresher(app.clone());
     let retention = crate::retention::spawn_daily(db.clone());
-    let shutdown = crate::server::api::live::close_streams_after(shutdown_signal());
+    let shutdown = crate::server::api::live::close_streams_after(app.clone(), shutdown_signal());
     crate::server::serve(app, listener, shutdown).await;
     sweeper.abort();
     refresher.abort();
@@ -1313,7 +1317,7 @@ async fn websites_cmd(cmd: WebsitesCommand, db: Db) -> Result<()> {
                 .iter()
                 .map(|w| {
                     vec![
-                        w.id.clone(),
+                        w.id.to_string(),
                         accounts
                             .iter()
                             .find(|a| a.id == w.account_id)

@@ -21,7 +21,7 @@ use crate::datadir;
 use crate::db::{self, Db, Durability, migrations};
 use crate::error::{Error, Result};
 use crate::generate::{self, Summary};
-use crate::stats::{self, blocks};
+use crate::stats::blocks;
 use crate::time::now_ms;
 use crate::websites::{self, NewWebsite, Website};
 
@@ -121,8 +121,9 @@ async fn prepare(db: &Db, email: Option<String>) -> Result<(Owner, Website, i64)
                 retention_days: None,
             };
             let website = websites::add(c, &account, new, None, now)?;
-            let site = stats::site_number(c, &website.id)?
-                .ok_or_else(|| Error::Internal("the new website has no number".into()))?;
+            let site = websites::site_number(c, website.id)?
+                .ok_or_else(|| Error::Internal("the new website has no number".into()))?
+                .0;
             Ok((website, site))
         })
         .await?;

@@ -559,8 +559,9 @@ pub struct Target {
 
 impl Target {
     pub fn of(conn: &Connection, website: &crate::websites::Website) -> Result<Target> {
-        let site = crate::stats::site_number(conn, &website.id)?
-            .ok_or_else(|| Error::NotFound("Website not found".into()))?;
+        let site = crate::websites::site_number(conn, website.id)?
+            .ok_or_else(|| Error::NotFound("Website not found".into()))?
+            .0;
         Ok(Target {
             site,
             domain: website.domain.clone(),
@@ -576,15 +577,14 @@ impl Target {
         mut errors: Vec<String>,
         now_ms: i64,
     ) -> Result<(Period, Format)> {
-        let req =
-            crate::stats::Request::parse(self.site, &self.timezone, query, now_ms, &mut errors);
-        let format =
-            crate::stats::param(query, "format").map_or(Some(Format::Ndjson), Format::parse);
+        let q = crate::server::api::query::query(query, &self.timezone, now_ms, &mut errors);
+        let format = crate::server::api::query::value(query, "format")
+            .map_or(Some(Format::Ndjson), Format::parse);
         if format.is_none() {
             errors.push("format: must be ndjson or csv".into());
         }
         match format {
-            Some(format) if errors.is_empty() => Ok((req.period, format)),
+            Some(format) if errors.is_empty() => Ok((q.period, format)),
             _ => Err(Error::invalid_all(errors)),
         }
     }

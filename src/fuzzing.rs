@@ -18,7 +18,9 @@ use crate::ingest::pipeline::{self, COLLECT_LIMIT, IMPORT_LIMIT, MAX_IMPORT_EVEN
 use crate::ingest::referrer::{self, MAX_PATH_LEN, MAX_UTM_LEN, Utm};
 use crate::ingest::store::Kind;
 use crate::ingest::{bots, screen, useragent, visitor};
-use crate::stats::{self, FILTERS, Request, param, period};
+use crate::server::api::query;
+use crate::stats::dimension::Dimension;
+use crate::stats::period;
 
 /// The body of a fuzz target: any bytes in, a panic on a finding.
 pub type Body = fn(&[u8]);
@@ -44,8 +46,13 @@ pub const NOW_MS: i64 = 1_768_478_400_000;
 pub const SITE_ZONE: &str = "Europe/Berlin";
 
 /// Every query parameter of the statistics routes (each route takes a subset of these).
-const STATS_PARAMS: &[&str] = &crate::stats_params!("from", "to", "timezone", "date", "compare";
-    "interval", "limit", "page", "prop");
+fn stats_params() -> Vec<&'static str> {
+    let mut names = vec![
+        "from", "to", "timezone", "date", "compare", "interval", "limit", "page", "prop",
+    ];
+    names.extend(query::filter_params());
+    names
+}
 
 /// The embedded country database, opened once per process rather than per input.
 static GEO: LazyLock<GeoIp> = LazyLock::new(GeoIp::embedded);
@@ -195,15 +202,15 @@ pub fn user_agent(data: &[u8]) {
 /// answer's `meta` worked out when no problem was found.
 pub fn stats_query(data: &[u8]) {
     let raw = String::from_utf8_lossy(data);
-    let (query, mut errors) = crate::server::api::read_query(&raw, STATS_PARAMS);
-    let req = Request::parse(1, SITE_ZONE, &query, NOW_MS, &mut errors);
-    let p = &req.period;
+    let (pairs, mut errors) = crate::server::api::read_query(&raw, &stats_params());
+    let q = query::query(&pairs, SITE_ZONE, NOW_MS, &mut errors);
+    let p = &q.period;
     assert!(p.from <= p.to && p.start <= p.end);
-    for (name, value) in &req.filters {
-        assert!(FILTERS.contains(&name.as_str()) && !value.is_empty());
+    for filter in &q.filters {
+        assert!(Dimension::ALL.contains(&filter.dimension) && !filter.value.is_empty());
     }
-    if let Some(raw) = param(&query, "date")
-        && let Some(date) = stats::parse_date(raw)
+    if let Some(raw) = query::value(&pairs, "date")
+        && let Some(date) = query::parse_date(raw)
     {
         assert_eq!(
             date.to_string(),
@@ -211,11 +218,13 @@ pub fn stats_query(data: &[u8]) {
             "a date reads only in its one spelling"
         );
     }
-    let interval = stats::interval(param(&query, "interval"), p, &mut errors);
+    let interval = query::interval(&pairs, p, &mut errors);
+    let page = query::page(&pairs, &mut errors);
     if !errors.is_empty() {
         // The handlers answer 400 here.
         return;
     }
+    assert!((1..=1000).contains(&page.limit) && page.number >= 1);
     assert!(p.days() <= period::MAX_DAYS);
     let buckets = p.buckets(interval);
     for pair in buckets.windows(2) {
@@ -234,7 +243,7 @@ pub fn stats_query(data: &[u8]) {
     }
     let previous = p.previous();
     assert!(previous.to < p.from && previous.days() == p.days());
-    let meta = req.meta();
+    let meta = query::meta(&q);
     assert_eq!(meta["from"], Value::String(p.from.to_string()));
 }
 

@@ -1376,7 +1376,7 @@ mod tests {
             screen: Some(text(p.screen)),
         };
         let activity = |kind, at, page: &Page| Activity {
-            site: 1,
+            site: crate::websites::SiteNum(1),
             at,
             kind,
             visitor: v.visitor,

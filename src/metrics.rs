@@ -173,14 +173,18 @@ impl Metrics {
 
     /// One finished HTTP request: route template (e.g. "/api/collect",
     /// "/api/v1/websites/{id}", "(unmatched)"), status code, duration.
-    pub fn observe_request(&self, route: &'static str, status: u16, elapsed: Duration) {
+    pub fn observe_request(&self, route: &str, status: u16, elapsed: Duration) {
         if let Some(series) = read(&self.requests).by_route_status.get(&(route, status)) {
             series.record(elapsed);
             return;
         }
         // First request of this route and status: another thread may have added it meanwhile,
-        // so both maps go through `entry`.
+        // so both maps go through `entry`. Route templates are a fixed set, kept for good.
         let mut requests = write(&self.requests);
+        let route: &'static str = match requests.durations.get_key_value(route) {
+            Some((&known, _)) => known,
+            None => Box::leak(route.to_string().into_boxed_str()),
+        };
         let duration = Arc::clone(
             requests
                 .durations

@@ -246,7 +246,7 @@ mod tests {
                         _ => Kind::Event,
                     };
                     trace.push(Activity {
-                        site: 1,
+                        site: crate::websites::SiteNum(1),
                         at,
                         kind,
                         visitor,

@@ -2,8 +2,10 @@
 
 use std::net::IpAddr;
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
 use serde::Serialize;
+use uuid::Uuid;
 
 use crate::accounts::Account;
 use crate::audit::{self, Action};
@@ -13,9 +15,69 @@ use crate::time::iso_ms;
 const MAX_NAME_LEN: usize = 100;
 pub const MAX_RETENTION_DAYS: i64 = 3650;
 
+/// A website's public id: the UUID in its snippet, its URLs and the API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WebsiteId(pub Uuid);
+
+impl WebsiteId {
+    pub fn new() -> WebsiteId {
+        WebsiteId(Uuid::new_v4())
+    }
+
+    /// The id in a URL or a body; `None` when it is not a UUID (so no website has it).
+    pub fn parse(text: &str) -> Option<WebsiteId> {
+        Uuid::parse_str(text.trim()).ok().map(WebsiteId)
+    }
+}
+
+impl Default for WebsiteId {
+    fn default() -> WebsiteId {
+        WebsiteId::new()
+    }
+}
+
+impl std::fmt::Display for WebsiteId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+impl Serialize for WebsiteId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl ToSql for WebsiteId {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.to_string()))
+    }
+}
+
+impl FromSql for WebsiteId {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let text = value.as_str()?;
+        WebsiteId::parse(text)
+            .ok_or_else(|| FromSqlError::Other(format!("not a UUID: {text}").into()))
+    }
+}
+
+/// A website's number in the activity tables (`sites.num`): small, never reused, never shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SiteNum(pub i64);
+
+/// The one mapping from a website's public id to its number; `None` for no such website.
+pub fn site_number(conn: &Connection, id: WebsiteId) -> Result<Option<SiteNum>> {
+    Ok(conn
+        .prepare_cached("SELECT num FROM sites WHERE website_id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?
+        .map(SiteNum))
+}
+
 #[derive(Clone, Debug)]
 pub struct Website {
-    pub id: String,
+    pub id: WebsiteId,
     pub account_id: String,
     pub name: String,
     pub domain: String,
@@ -29,7 +91,7 @@ pub struct Website {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WebsiteView {
-    pub id: String,
+    pub id: WebsiteId,
     pub name: String,
     pub domain: String,
     pub timezone: String,
@@ -42,7 +104,7 @@ pub struct WebsiteView {
 impl Website {
     pub fn view(&self, public_url: &str) -> WebsiteView {
         WebsiteView {
-            id: self.id.clone(),
+            id: self.id,
             name: self.name.clone(),
             domain: self.domain.clone(),
             timezone: self.timezone.clone(),
@@ -211,7 +273,11 @@ pub struct WebsiteChange {
     pub retention_days: Option<Option<i64>>,
 }
 
+/// The website with the id given in a URL or a body, if any.
 pub fn by_id(conn: &Connection, id: &str) -> Result<Option<Website>> {
+    let Some(id) = WebsiteId::parse(id) else {
+        return Ok(None);
+    };
     Ok(conn
         .query_row(
             &format!("SELECT {COLUMNS} FROM websites WHERE id = ?1"),
@@ -290,7 +356,7 @@ pub fn insert(
 
 pub fn update(conn: &Connection, mut site: Website, change: WebsiteChange) -> Result<Website> {
     if let Some(domain) = change.domain {
-        if domain_taken(conn, &site.account_id, &domain, &site.id)? {
+        if domain_taken(conn, &site.account_id, &domain, &site.id.to_string())? {
             return Err(duplicate(&domain));
         }
         site.domain = domain;
@@ -407,7 +473,7 @@ mod tests {
     #[test]
     fn snippet_carries_the_cookie_mode() {
         let mut w = Website {
-            id: "abc".into(),
+            id: WebsiteId(Uuid::from_u128(0xabc)),
             account_id: "a".into(),
             name: "n".into(),
             domain: "example.com".into(),
@@ -418,7 +484,7 @@ mod tests {
         };
         assert_eq!(
             w.snippet("https://stats.example.com"),
-            "<script defer src=\"https://stats.example.com/js/jetrack.js\" data-website-id=\"abc\"></script>"
+            "<script defer src=\"https://stats.example.com/js/jetrack.js\" data-website-id=\"00000000-0000-0000-0000-000000000abc\"></script>"
         );
         w.cookie_mode = true;
         assert!(

@@ -29,6 +29,7 @@ use super::{bots, screen};
 use crate::db::{Db, Durability};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::websites::SiteNum;
 
 /// Collect bodies are small (SPEC 3.2).
 pub const COLLECT_LIMIT: usize = 8 * 1024;
@@ -563,7 +564,7 @@ fn activity(
     // The User-Agent's parts come from the client as they are.
     let clean = |s: Option<String>| s.map(|s| super::strip_controls(&s).into_owned());
     Activity {
-        site: site.num,
+        site: SiteNum(site.num),
         at,
         kind: common.kind,
         visitor,

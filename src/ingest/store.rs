@@ -7,7 +7,7 @@
 //! lives with the writer and is dropped whenever a write it may have seen is rolled back.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, ToSql, params, params_from_iter};
 
@@ -16,6 +16,7 @@ use crate::error::Result;
 use crate::stats::blocks::{self, bucket_of};
 use crate::stats::realtime::Recent;
 use crate::time::now_ms;
+use crate::websites::SiteNum;
 
 /// Activities of one visitor closer than this belong to one visit (a gap of exactly 30:00
 /// starts a new one).
@@ -68,8 +69,7 @@ pub struct Attrs {
 /// One validated, enriched activity, ready to store.
 #[derive(Clone, Debug)]
 pub struct Activity {
-    /// `sites.num` of the website.
-    pub site: i64,
+    pub site: SiteNum,
     /// UTC milliseconds.
     pub at: i64,
     pub kind: Kind,
@@ -90,8 +90,8 @@ pub struct Activity {
 #[derive(Default)]
 pub struct Store {
     state: Mutex<State>,
-    /// Who was active lately, for `realtime`.
-    pub recent: Recent,
+    /// Who was active lately, for `realtime`: told of every activity stored.
+    pub recent: Arc<Recent>,
 }
 
 #[derive(Default)]
@@ -280,11 +280,11 @@ fn record_one(
 ) -> Result<i64> {
     // The current id first; the previous date's id only continues a visit, never starts one.
     let mut visitor = a.visitor;
-    let mut near = visits_near(conn, a.site, a.visitor, a.at)?;
+    let mut near = visits_near(conn, a.site.0, a.visitor, a.at)?;
     if near.is_empty()
         && let Some(previous) = a.previous_visitor
     {
-        let earlier = visits_near(conn, a.site, previous, a.at)?;
+        let earlier = visits_near(conn, a.site.0, previous, a.at)?;
         if !earlier.is_empty() {
             visitor = previous;
             near = earlier;
@@ -317,8 +317,8 @@ fn record_one(
             visit.first_at.min(other.first_at),
             visit.last_at.max(other.last_at),
         );
-        changed.extend((bucket_of(from)..=bucket_of(to)).map(|b| (a.site, b)));
-        merge(conn, a.site, &mut visit, other)?;
+        changed.extend((bucket_of(from)..=bucket_of(to)).map(|b| (a.site.0, b)));
+        merge(conn, a.site.0, &mut visit, other)?;
     }
     // The attributes' string numbers, only when this activity describes the visit.
     let describes = match a.kind {
@@ -335,7 +335,7 @@ fn record_one(
     apply(&mut visit, a, path, ids);
 
     if is_new {
-        insert_visit(conn, a.site, &mut visit)?;
+        insert_visit(conn, a.site.0, &mut visit)?;
     } else {
         update_visit(conn, &before, &visit)?;
     }
@@ -346,7 +346,7 @@ fn record_one(
             .into_iter()
             .flatten()
             .chain((a.kind != Kind::Heartbeat).then_some(a.at))
-            .map(|at| (a.site, bucket_of(at))),
+            .map(|at| (a.site.0, bucket_of(at))),
     );
     match a.kind {
         Kind::Pageview => {
@@ -356,7 +356,7 @@ fn record_one(
                  VALUES (?1, ?2, (SELECT coalesce(max(seq) + 1, 0) FROM pageviews
                                   WHERE site = ?1 AND at = ?2), ?3, ?4, ?5)",
             )?
-            .execute(params![a.site, a.at, visit.id, hostname, path])?;
+            .execute(params![a.site.0, a.at, visit.id, hostname, path])?;
         }
         Kind::Event => {
             let name = state.string(conn, a.name.as_deref().unwrap_or_default())?;
@@ -365,7 +365,7 @@ fn record_one(
                  VALUES (?1, ?2, (SELECT coalesce(max(seq) + 1, 0) FROM events
                                   WHERE site = ?1 AND at = ?2), ?3, ?4, ?5)",
             )?
-            .execute(params![a.site, a.at, visit.id, name, a.props])?;
+            .execute(params![a.site.0, a.at, visit.id, name, a.props])?;
         }
         Kind::Heartbeat => {}
     }
@@ -556,7 +556,7 @@ mod tests {
 
     fn act(kind: Kind, at: i64, visitor: i64, path: &str) -> Activity {
         Activity {
-            site: 1,
+            site: crate::websites::SiteNum(1),
             at,
             kind,
             visitor,

@@ -81,7 +81,8 @@ async fn collect(
         HeaderValue::from_static("X-Jetrack-Dropped, Retry-After"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp.extensions_mut().insert(RouteTemplate("/api/collect"));
+    resp.extensions_mut()
+        .insert(RouteTemplate::fixed("/api/collect"));
     resp
 }
 
@@ -192,6 +193,6 @@ fn tracker(headers: &HeaderMap) -> Response {
         HeaderValue::from_static("*"),
     );
     resp.extensions_mut()
-        .insert(RouteTemplate("/js/jetrack.js"));
+        .insert(RouteTemplate::fixed("/js/jetrack.js"));
     resp
 }

@@ -32,8 +32,14 @@ const MAX_CONNECTIONS: usize = 10_000;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The route template a response came from, for the access log.
-#[derive(Clone, Copy, Debug)]
-pub struct RouteTemplate(pub &'static str);
+#[derive(Clone, Debug)]
+pub struct RouteTemplate(pub std::borrow::Cow<'static, str>);
+
+impl RouteTemplate {
+    pub const fn fixed(template: &'static str) -> RouteTemplate {
+        RouteTemplate(std::borrow::Cow::Borrowed(template))
+    }
+}
 
 pub const CSP: &str =
     "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
@@ -84,7 +90,8 @@ pub fn metrics_routes(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
             );
-            resp.extensions_mut().insert(RouteTemplate("/metrics"));
+            resp.extensions_mut()
+                .insert(RouteTemplate::fixed("/metrics"));
             resp
         })
         .recover(|_| async {
@@ -210,7 +217,8 @@ fn bad_request(problem: &str) -> warp::reply::Response {
     );
     resp.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    resp.extensions_mut().insert(RouteTemplate("(bad request)"));
+    resp.extensions_mut()
+        .insert(RouteTemplate::fixed("(bad request)"));
     resp
 }
 
@@ -245,10 +253,10 @@ fn finish(
             .entry(header::REFERRER_POLICY)
             .or_insert(HeaderValue::from_static("strict-origin-when-cross-origin"));
     }
-    let route = resp
-        .extensions()
-        .get::<RouteTemplate>()
-        .map_or("(unmatched)", |t| t.0);
+    let route: &str = match resp.extensions().get::<RouteTemplate>() {
+        Some(t) => &t.0,
+        None => "(unmatched)",
+    };
     let elapsed = started.elapsed();
     if let Some(metrics) = &extra.metrics {
         metrics.observe_request(route, resp.status().as_u16(), elapsed);

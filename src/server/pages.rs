@@ -90,7 +90,7 @@ fn html_page(file: &str, template: &'static str) -> Response {
             HeaderValue::from_static("no-referrer"),
         );
     }
-    resp.extensions_mut().insert(RouteTemplate(template));
+    resp.extensions_mut().insert(RouteTemplate::fixed(template));
     resp
 }
 
@@ -98,7 +98,7 @@ fn asset(path: &str, if_none_match: Option<String>) -> Response {
     let Some(content) = Assets::get(path) else {
         let mut resp = plain(StatusCode::NOT_FOUND, "Not found");
         resp.extensions_mut()
-            .insert(RouteTemplate("/assets/{path}"));
+            .insert(RouteTemplate::fixed("/assets/{path}"));
         return resp;
     };
     let etag = format!("\"{}\"", hex::encode(&content.metadata.sha256_hash()[..16]));
@@ -127,7 +127,7 @@ fn asset(path: &str, if_none_match: Option<String>) -> Response {
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     resp.extensions_mut()
-        .insert(RouteTemplate("/assets/{path}"));
+        .insert(RouteTemplate::fixed("/assets/{path}"));
     resp
 }
 
@@ -157,7 +157,8 @@ async fn healthz(app: App) -> Response {
         HeaderValue::from_static("application/json"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp.extensions_mut().insert(RouteTemplate("/healthz"));
+    resp.extensions_mut()
+        .insert(RouteTemplate::fixed("/healthz"));
     resp
 }
 

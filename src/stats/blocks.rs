@@ -18,7 +18,8 @@ use integer_encoding::VarInt;
 use rusqlite::types::FromSql;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::engine::{DIMS, Event, Pageview, SESSION_COLUMNS, Session, session_from_row};
+use super::dimension::SESSION_ATTRS;
+use super::record::{Event, Pageview, SESSION_COLUMNS, Session, session_from_row};
 use crate::error::{Error, Result};
 
 /// Length of a bucket: 15 minutes, the greatest common divisor of the UTC offsets in use.
@@ -143,7 +144,8 @@ pub fn build(conn: &Connection, site: i64, bucket: i64) -> Result<Block> {
     visits.dedup();
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT visitor, {SESSION_COLUMNS}
-         FROM visits WHERE id = ?1 AND pv_first_at >= ?2 AND pv_first_at < ?3"
+         FROM visits WHERE id = ?1 AND pv_first_at >= ?2 AND pv_first_at < ?3",
+        SESSION_COLUMNS = *SESSION_COLUMNS
     ))?;
     for id in visits {
         let row = stmt
@@ -257,7 +259,7 @@ pub fn decode(data: &[u8], bucket: i64) -> Result<Block> {
         let last_at = first_at + r.int()?;
         let pageviews = r.int()?;
         let events = r.int()?;
-        let mut attrs = [None; DIMS];
+        let mut attrs = [None; SESSION_ATTRS];
         for a in &mut attrs {
             let v = r.int()?;
             *a = match v {
@@ -442,10 +444,11 @@ impl Totals {
             ..Totals::default()
         };
         for (_, s) in &block.sessions {
+            let facts = s.facts();
             t.sessions += 1;
-            t.bounces += u64::from(s.pageviews == 1);
-            t.duration_ms += s.last_at - s.first_at;
-            t.views += s.pageviews;
+            t.bounces += u64::from(facts.bounce);
+            t.duration_ms += facts.duration_ms;
+            t.views += facts.views;
         }
         t
     }
@@ -600,15 +603,16 @@ pub(crate) fn stale(conn: &Connection) -> (Vec<(i64, i64)>, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::engine::{Dim, country_number};
+    use crate::stats::dimension::{Attr, SessionAttr};
+    use crate::stats::record::country_number;
 
     #[test]
     fn a_block_survives_encoding() {
         let bucket = bucket_of(1_736_935_200_000);
         let base = bucket * BUCKET_MS;
-        let mut attrs = [None; DIMS];
+        let mut attrs = [None; SESSION_ATTRS];
         attrs[0] = Some(12);
-        attrs[Dim::Country as usize] = country_number("DE");
+        attrs[SessionAttr::of(Attr::Country).index()] = country_number("DE");
         let block = Block {
             sessions: vec![(
                 41,

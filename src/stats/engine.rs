@@ -10,30 +10,11 @@ use std::collections::HashMap;
 use rusqlite::Connection;
 
 use super::blocks;
+use super::dimension::SessionAttr;
 use super::period::{Period, bucket_of};
+pub use super::record::{Event, Pageview, Session, country_number};
+use super::record::{SESSION_COLUMNS, country_code, session_from_row};
 use crate::error::Result;
-
-/// The session attributes a filter or a breakdown can name, in [`Session::attrs`] order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Dim {
-    Entry,
-    Exit,
-    Hostname,
-    Referrer,
-    UtmSource,
-    UtmMedium,
-    UtmCampaign,
-    UtmTerm,
-    UtmContent,
-    Country,
-    Browser,
-    Os,
-    Device,
-    Language,
-    Screen,
-}
-
-pub(crate) const DIMS: usize = 15;
 
 /// A filter's wanted value: the empty value (`(none)`), or a string's number (`None` inside
 /// when the string was never stored, so nothing matches).
@@ -55,7 +36,7 @@ impl Want {
 /// The filters of a query, resolved to string numbers (SPEC 4 "Selection").
 #[derive(Clone, Debug, Default)]
 pub struct Filters {
-    pub attrs: Vec<(Dim, Want)>,
+    pub attrs: Vec<(SessionAttr, Want)>,
     pub path: Option<Want>,
     pub hostname: Option<Want>,
     pub event: Option<Want>,
@@ -70,90 +51,13 @@ impl Filters {
     }
 }
 
-/// A country code as a number, so that it sits among the string numbers: its two letters.
-pub fn country_number(code: &str) -> Option<i64> {
-    let b = code.as_bytes();
-    (b.len() == 2).then(|| -(i64::from(b[0]) << 8 | i64::from(b[1])))
-}
-
-fn country_code(number: i64) -> String {
-    let n = -number;
-    String::from_utf8_lossy(&[(n >> 8) as u8, (n & 0xff) as u8]).into_owned()
-}
-
-/// A session as the statistics see it. `visitor` is the visitor's number (see
-/// `super::blocks`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Session {
-    pub visitor: i64,
-    pub first_at: i64,
-    pub last_at: i64,
-    /// Its first pageview; `None` for a session without one (never counted).
-    pub at: Option<i64>,
-    pub pageviews: i64,
-    pub events: i64,
-    pub attrs: [Option<i64>; DIMS],
-}
-
-impl Session {
-    fn duration_ms(&self) -> i64 {
-        self.last_at - self.first_at
-    }
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct Pageview {
-    pub at: i64,
-    pub visit: i64,
-    pub visitor: i64,
-    pub hostname: i64,
-    pub path: i64,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct Event {
-    pub at: i64,
-    pub visit: i64,
-    pub visitor: i64,
-    pub name: i64,
-    pub props: Option<String>,
-}
-
-/// The columns of `visits` that [`session_from_row`] reads.
-pub(crate) const SESSION_COLUMNS: &str = "first_at, last_at, pv_first_at, pageviews, events, \
-     entry, exit, hostname, referrer, utm_source, utm_medium, utm_campaign, utm_term, \
-     utm_content, country, browser, os, device, language, screen";
-
-/// A session from [`SESSION_COLUMNS`] of a row, starting at column `from`; its visitor number
-/// is left 0.
-pub(crate) fn session_from_row(r: &rusqlite::Row, from: usize) -> rusqlite::Result<Session> {
-    let mut attrs = [None; DIMS];
-    for (i, slot) in attrs.iter_mut().enumerate() {
-        let column = from + 5 + i;
-        *slot = if i == Dim::Country as usize {
-            r.get::<_, Option<String>>(column)?
-                .and_then(|c| country_number(&c))
-        } else {
-            r.get(column)?
-        };
-    }
-    Ok(Session {
-        visitor: 0,
-        first_at: r.get(from)?,
-        last_at: r.get(from + 1)?,
-        at: r.get(from + 2)?,
-        pageviews: r.get(from + 3)?,
-        events: r.get(from + 4)?,
-        attrs,
-    })
-}
-
 /// Sessions by visit id, straight from `visits` (those that started outside a period but
 /// have activity in it). Their visitor numbers are not needed and left 0.
 fn sessions_by_id(conn: &Connection, ids: &[i64]) -> Result<Vec<(i64, Session)>> {
     let mut out = Vec::with_capacity(ids.len());
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {SESSION_COLUMNS} FROM visits WHERE id = ?1"
+        "SELECT {SESSION_COLUMNS} FROM visits WHERE id = ?1",
+        SESSION_COLUMNS = *SESSION_COLUMNS
     ))?;
     for &id in ids {
         match stmt.query_row([id], |r| session_from_row(r, 0)) {
@@ -214,7 +118,7 @@ impl<'f> Selection<'f> {
         if s.pageviews > 0
             && f.attrs
                 .iter()
-                .all(|(dim, want)| want.matches(s.attrs[*dim as usize]))
+                .all(|(attr, want)| want.matches(s.attr(*attr)))
             && (f.event != Some(Want::Empty) || s.events == 0)
         {
             self.matching.insert(id);
@@ -418,10 +322,11 @@ impl Tally {
     }
 
     fn add_session(&mut self, s: &Session) {
+        let facts = s.facts();
         self.sessions += 1;
-        self.bounces += u64::from(s.pageviews == 1);
-        self.duration_ms += s.duration_ms();
-        self.views += s.pageviews;
+        self.bounces += u64::from(facts.bounce);
+        self.duration_ms += facts.duration_ms;
+        self.views += facts.views;
     }
 
     pub fn bounce_rate(&self) -> f64 {
@@ -650,7 +555,7 @@ pub fn timeseries(
 pub enum Group {
     Pages,
     Hostnames,
-    Sessions(Dim),
+    Sessions(SessionAttr),
     Events,
     /// The values of one prop of one event name (the name's string number, `None` when the
     /// name was never stored).
@@ -780,8 +685,8 @@ pub fn breakdown(
         }
         fn session(&mut self, s: &Session) {
             if let Group::Sessions(dim) = self.group {
-                let key = s.attrs[*dim as usize].map_or(Key::Empty, Key::Number);
-                self.rows.add(key, s.visitor, s.pageviews == 1);
+                let key = s.attr(*dim).map_or(Key::Empty, Key::Number);
+                self.rows.add(key, s.visitor, s.facts().bounce);
             }
         }
         fn event(&mut self, e: &Event) {

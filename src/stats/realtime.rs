@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use rusqlite::Connection;
 
 use crate::error::Result;
+use crate::websites::SiteNum;
 
 /// How far back an activity keeps a visitor active: 30 s, the boundary included.
 pub const ACTIVE_MS: i64 = 30_000;
@@ -21,17 +22,17 @@ const TOP_PAGES: usize = 10;
 
 #[derive(Default)]
 pub struct Recent {
-    sites: Mutex<HashMap<i64, HashMap<i64, i64>>>,
+    sites: Mutex<HashMap<SiteNum, HashMap<i64, i64>>>,
 }
 
-#[derive(Debug, PartialEq, serde::Serialize)]
+#[derive(Debug, PartialEq, serde::Serialize, schemars::JsonSchema)]
 pub struct Page {
     pub value: String,
     #[serde(rename = "activeVisitors")]
     pub active_visitors: u64,
 }
 
-#[derive(Debug, PartialEq, serde::Serialize)]
+#[derive(Debug, PartialEq, serde::Serialize, schemars::JsonSchema)]
 pub struct Realtime {
     #[serde(rename = "activeVisitors")]
     pub active_visitors: u64,
@@ -41,7 +42,7 @@ pub struct Realtime {
 impl Recent {
     /// Notes that `visitor` of `site` was active at `at` (milliseconds); older than a minute
     /// before `now` is not worth keeping.
-    pub fn note(&self, site: i64, visitor: i64, at: i64, now: i64) {
+    pub fn note(&self, site: SiteNum, visitor: i64, at: i64, now: i64) {
         if at < now - KEEP_MS {
             return;
         }
@@ -55,7 +56,7 @@ impl Recent {
     }
 
     /// The visitors of `site` active at `now`, with the time of their latest activity.
-    pub fn active(&self, site: i64, now: i64) -> Vec<(i64, i64)> {
+    pub fn active(&self, site: SiteNum, now: i64) -> Vec<(i64, i64)> {
         let mut sites = self.sites.lock().unwrap_or_else(|e| e.into_inner());
         let Some(visitors) = sites.get_mut(&site) else {
             return Vec::new();
@@ -71,7 +72,7 @@ impl Recent {
 
 /// The figures of `realtime` at `now`: each active visitor counts once, under the path of the
 /// latest pageview of the session they are active in.
-pub fn realtime(conn: &Connection, recent: &Recent, site: i64, now: i64) -> Result<Realtime> {
+pub fn realtime(conn: &Connection, recent: &Recent, site: SiteNum, now: i64) -> Result<Realtime> {
     let active = recent.active(site, now);
     let mut stmt = conn.prepare_cached(
         "SELECT s.value FROM visits v JOIN strings s ON s.id = v.exit
@@ -81,7 +82,7 @@ pub fn realtime(conn: &Connection, recent: &Recent, site: i64, now: i64) -> Resu
     let mut pages: HashMap<String, u64> = HashMap::new();
     for &(visitor, at) in &active {
         let path: Option<String> =
-            match stmt.query_row(rusqlite::params![site, visitor, at], |r| r.get(0)) {
+            match stmt.query_row(rusqlite::params![site.0, visitor, at], |r| r.get(0)) {
                 Ok(p) => Some(p),
                 Err(rusqlite::Error::QueryReturnedNoRows) => None,
                 Err(e) => return Err(e.into()),
@@ -117,23 +118,26 @@ mod tests {
     fn an_activity_30_000_s_old_counts_and_30_001_s_does_not() {
         let recent = Recent::default();
         let at = 1_736_935_200_000;
-        recent.note(1, 7, at, at);
-        assert_eq!(recent.active(1, at + 30_000), vec![(7, at)]);
-        assert_eq!(recent.active(1, at + 30_001), vec![]);
+        recent.note(SiteNum(1), 7, at, at);
+        assert_eq!(recent.active(SiteNum(1), at + 30_000), vec![(7, at)]);
+        assert_eq!(recent.active(SiteNum(1), at + 30_001), vec![]);
     }
 
     #[test]
     fn the_latest_activity_counts_and_other_sites_are_apart() {
         let recent = Recent::default();
         let at = 1_736_935_200_000;
-        recent.note(1, 7, at, at);
-        recent.note(1, 7, at + 20_000, at + 20_000);
-        recent.note(1, 7, at + 5_000, at + 20_000); // late arrival of an older one
-        recent.note(2, 8, at, at);
-        assert_eq!(recent.active(1, at + 50_000), vec![(7, at + 20_000)]);
-        assert_eq!(recent.active(2, at + 50_000), vec![]);
+        recent.note(SiteNum(1), 7, at, at);
+        recent.note(SiteNum(1), 7, at + 20_000, at + 20_000);
+        recent.note(SiteNum(1), 7, at + 5_000, at + 20_000); // late arrival of an older one
+        recent.note(SiteNum(2), 8, at, at);
+        assert_eq!(
+            recent.active(SiteNum(1), at + 50_000),
+            vec![(7, at + 20_000)]
+        );
+        assert_eq!(recent.active(SiteNum(2), at + 50_000), vec![]);
         // Older than a minute is not kept at all.
-        recent.note(3, 9, at, at + 60_001);
-        assert_eq!(recent.active(3, at), vec![]);
+        recent.note(SiteNum(3), 9, at, at + 60_001);
+        assert_eq!(recent.active(SiteNum(3), at), vec![]);
     }
 }

@@ -12,11 +12,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use warp::Reply;
 use warp::sse::Event;
 
@@ -24,9 +24,9 @@ use super::{Answer, Ctx};
 use crate::app::App;
 use crate::auth::session;
 use crate::error::{Error, Result};
-use crate::stats::{self, realtime};
+use crate::stats::realtime;
 use crate::time::now_ms;
-use crate::websites;
+use crate::websites::{self, SiteNum};
 
 /// The route, relative to `/api/v1`.
 pub const PATH: &str = "/websites/{id}/stats/realtime/stream";
@@ -107,25 +107,19 @@ impl Drop for Slot {
     }
 }
 
-/// Set once the server begins to shut down: every stream then ends.
-fn closing() -> &'static watch::Sender<bool> {
-    static CLOSING: OnceLock<watch::Sender<bool>> = OnceLock::new();
-    CLOSING.get_or_init(|| watch::channel(false).0)
-}
-
-/// Waits for `signal`, then ends every live stream of this process, so that a graceful
+/// Waits for `signal`, then ends every live stream of `app`'s server, so that a graceful
 /// shutdown does not wait for connections that never finish by themselves.
-pub async fn close_streams_after(signal: impl Future<Output = ()>) {
+pub async fn close_streams_after(app: App, signal: impl Future<Output = ()>) {
     signal.await;
-    closing().send_replace(true);
+    app.closing.send_replace(true);
 }
 
 /// The website's number, after checking that `account_id` may see it.
-async fn site_of(app: &App, account_id: String, id: String) -> Result<i64> {
+async fn site_of(app: &App, account_id: String, id: String) -> Result<SiteNum> {
     app.db
         .read(move |c| {
             let site = websites::owned(c, &account_id, &id)?;
-            stats::site_number(c, &site.id)?
+            websites::site_number(c, site.id)?
                 .ok_or_else(|| Error::NotFound("Website not found".into()))
         })
         .await
@@ -139,11 +133,11 @@ pub async fn stream(ctx: Ctx) -> Result<Answer> {
     let website_id = ctx.param("id").to_string();
     let site = site_of(&ctx.app, account_id.clone(), website_id.clone()).await?;
     if !wants_events(&ctx.headers) {
-        let recent = ctx.app.ingest.store.clone();
+        let recent = ctx.app.recent.clone();
         let figures = ctx
             .app
             .db
-            .read(move |c| realtime::realtime(c, &recent.recent, site, now_ms()))
+            .read(move |c| realtime::realtime(c, &recent, site, now_ms()))
             .await?;
         return Answer::ok(figures);
     }
@@ -188,7 +182,7 @@ fn wants_events(headers: &http::HeaderMap) -> bool {
 
 /// What one stream shows, and to whom.
 struct Watched {
-    site: i64,
+    site: SiteNum,
     account_id: String,
     website_id: String,
     token: String,
@@ -215,7 +209,7 @@ impl Watched {
 /// Sends the figures whenever they change until the client leaves, the session or access
 /// ends, or the server shuts down; dropping `tx` then ends the response.
 async fn push(app: App, watched: Watched, mut slot: Slot, tx: mpsc::Sender<Event>) {
-    let mut closing = closing().subscribe();
+    let mut closing = app.closing.subscribe();
     let mut tick = tokio::time::interval(PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut active_before: Option<Vec<(i64, i64)>> = None;
@@ -236,15 +230,15 @@ async fn push(app: App, watched: Watched, mut slot: Slot, tx: mpsc::Sender<Event
             last_check = Instant::now();
         }
         let now = now_ms();
-        let store = app.ingest.store.clone();
-        let mut active = store.recent.active(watched.site, now);
+        let recent = app.recent.clone();
+        let mut active = recent.active(watched.site, now);
         active.sort_unstable();
         let event = if active_before.as_ref() != Some(&active) {
             active_before = Some(active);
             let site = watched.site;
             let figures = app
                 .db
-                .read(move |c| realtime::realtime(c, &store.recent, site, now))
+                .read(move |c| realtime::realtime(c, &recent, site, now))
                 .await
                 .and_then(|r| {
                     serde_json::to_string(&r).map_err(|e| Error::Internal(e.to_string()))

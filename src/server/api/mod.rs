@@ -15,12 +15,15 @@ pub mod export;
 mod keys;
 pub mod live;
 pub mod openapi;
+pub mod query;
 mod stats;
 mod websites;
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::{Stream, TryStreamExt};
@@ -38,6 +41,7 @@ use crate::auth::session;
 use crate::error::{Error, Result};
 use crate::keys::Scope;
 use crate::net::PeerAddr;
+use crate::stats::dimension::Report;
 pub use caller::Caller;
 use openapi::schema;
 
@@ -58,24 +62,27 @@ pub enum Access {
 }
 
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Answer>> + Send>>;
-pub type Handler = fn(Ctx) -> HandlerFuture;
+/// A route's handler: a function of the request, or a closure over what the route is (the
+/// report of a breakdown), so that a route cannot name something that does not exist.
+pub type Handler = Arc<dyn Fn(Ctx) -> HandlerFuture + Send + Sync>;
 
 /// One route of the API: how it is matched, who may call it, and what the OpenAPI document
-/// says of it. The router and the document are both built from this table.
+/// says of it. The router, the 405s, the document and the docs test are all built from the
+/// table of these.
 pub struct Route {
     pub method: Method,
     /// Template relative to `/api/v1`, with `{name}` segments.
-    pub path: &'static str,
+    pub path: Cow<'static, str>,
     pub access: Access,
     /// Query parameters the route takes; anything else is refused.
-    pub query: &'static [&'static str],
+    pub query: Vec<&'static str>,
     /// The handler refuses unknown parameters itself, together with its other problems
     /// (`Ctx::query_errors`), instead of the dispatcher before it.
     pub checks_query: bool,
     /// Status of a successful answer.
     pub status: StatusCode,
     pub summary: &'static str,
-    pub description: &'static str,
+    pub description: Cow<'static, str>,
     /// JSON schema of the request body, for routes that take one.
     pub body: Option<fn() -> Value>,
     /// JSON schema of `data` in a successful answer.
@@ -86,34 +93,34 @@ pub struct Route {
 impl Route {
     fn new(
         method: Method,
-        path: &'static str,
+        path: impl Into<Cow<'static, str>>,
         access: Access,
         summary: &'static str,
         handler: Handler,
     ) -> Route {
         Route {
             method,
-            path,
+            path: path.into(),
             access,
-            query: &[],
+            query: Vec::new(),
             checks_query: false,
             status: StatusCode::OK,
             summary,
-            description: "",
+            description: Cow::Borrowed(""),
             body: None,
             data: schema::object,
             handler,
         }
     }
 
-    fn query(mut self, names: &'static [&'static str]) -> Route {
-        self.query = names;
+    fn query(mut self, names: &[&'static str]) -> Route {
+        self.query = names.to_vec();
         self
     }
 
     /// Like [`Route::query`], for a handler that reports unknown parameters itself.
-    fn own_query(mut self, names: &'static [&'static str]) -> Route {
-        self.query = names;
+    fn own_query(mut self, names: impl IntoIterator<Item = &'static str>) -> Route {
+        self.query = names.into_iter().collect();
         self.checks_query = true;
         self
     }
@@ -123,8 +130,8 @@ impl Route {
         self
     }
 
-    fn describe(mut self, text: &'static str) -> Route {
-        self.description = text;
+    fn describe(mut self, text: impl Into<Cow<'static, str>>) -> Route {
+        self.description = text.into();
         self
     }
 
@@ -144,23 +151,18 @@ impl Route {
     }
 }
 
-/// What every statistics answer means (SPEC 4), said once for the OpenAPI descriptions.
-macro_rules! session_rules {
-    () => {
-        "A session is a visitor's activity (pageviews, events, heartbeats) with no gap of 30 minutes or more; only sessions with a pageview count, and a session belongs to the hour, day and range of its first pageview, whose attributes it keeps (its exit page is its last pageview). Filters select sessions: attribute filters (entryPage, exitPage, referrer, utm*, country, browser, os, device, language, screen) by the session's attribute, `path`/`hostname` sessions with a pageview of that path/hostname (and then only those pageviews count), `event` sessions with such an event (`event=(none)`: without any event); the value `(none)` selects the empty value. `from`/`to` are inclusive dates in the website's time zone (or `timezone=`), default the last 30 days; at most 3,660 days."
-    };
-}
+/// What every statistics answer means (docs/definitions.md), said once for the OpenAPI
+/// descriptions.
+const SESSION_RULES: &str = "A session is a visitor's activity (pageviews, events, heartbeats) with no gap of 30 minutes or more; only sessions with a pageview count, and a session belongs to the hour, day and range of its first pageview, whose attributes it keeps (its exit page is its last pageview). Filters select sessions: attribute filters (entryPage, exitPage, referrer, utm*, country, browser, os, device, language, screen) by the session's attribute, `path`/`hostname` sessions with a pageview of that path/hostname (and then only those pageviews count), `event` sessions with such an event (`event=(none)`: without any event); the value `(none)` selects the empty value. `from`/`to` are inclusive dates in the website's time zone (or `timezone=`), default the last 30 days; at most 3,660 days.";
 
 /// A statistics route's own description followed by the session rules.
-macro_rules! concat_rules {
-    ($own:literal) => {
-        concat!($own, " ", session_rules!())
-    };
+fn with_rules(own: &str) -> String {
+    format!("{own} {SESSION_RULES}")
 }
 
 macro_rules! h {
     ($handler:path) => {
-        |ctx| Box::pin($handler(ctx)) as HandlerFuture
+        Arc::new(|ctx| Box::pin($handler(ctx)) as HandlerFuture) as Handler
     };
 }
 
@@ -241,99 +243,97 @@ pub fn table() -> Vec<Route> {
             .data(schema::events_answer),
         Route::new(M::GET, export::PATH, Account, "Download the stored events of a period", h!(export::download))
             .describe(export::DESCRIPTION)
-            .own_query(export::QUERY),
+            .own_query(export::QUERY.iter().copied()),
     ];
-    routes.extend(stats_routes());
+    routes.extend(stats_routes(STATS_PREFIX, Access::Account));
     routes
 }
 
-/// The statistics routes (SPEC 2.6).
-fn stats_routes() -> Vec<Route> {
-    use Access::Account;
+/// Where the statistics routes are mounted for accounts.
+pub const STATS_PREFIX: &str = "/websites/{id}/stats";
+
+/// The statistics routes under `prefix` (which names the website as `{id}`), for callers
+/// with `access`; mounted once for accounts, and again wherever another credential reads
+/// the same figures.
+pub fn stats_routes(prefix: &str, access: Access) -> Vec<Route> {
     use Method as M;
-    const MAIN: &[&str] = &crate::stats_params!("from", "to", "timezone"; "compare");
-    const SERIES: &[&str] = &crate::stats_params!("from", "to", "timezone"; "interval");
-    const BREAKDOWN: &[&str] = &crate::stats_params!("from", "to", "timezone"; "limit", "page");
-    const EVENT_PROPS: &[&str] =
-        &crate::stats_params!("from", "to", "timezone"; "prop", "limit", "page");
-    const REALTIME: &[&str] = &["from", "to", "timezone"];
-    const ACTIVE: &[&str] = &crate::stats_params!("date", "timezone";);
+    let range = ["from", "to", "timezone"];
+    let filters = query::filter_params;
+    let with = |before: &[&'static str], after: &[&'static str]| {
+        let mut names = before.to_vec();
+        names.extend(filters());
+        names.extend(after);
+        names
+    };
+    let at = |name: &str| format!("{prefix}/{name}");
     let mut routes = vec![
-        Route::new(M::GET, "/websites/{id}/stats/main", Account, "Headline figures of a period", h!(stats::main))
-            .describe(concat_rules!("uniqueVisitors: distinct visitors among the counted pageviews. totalPageviews: pageviews whose time is in the range and whose session is selected. totalSessions: selected sessions whose time is in the range. bounceRate: of those, the share with exactly one pageview in the whole session, in percent with 2 decimals. avgSessionDuration: their mean duration (last activity − first activity, heartbeats included) in seconds with 1 decimal. viewsPerSession: all pageviews of those sessions (also after the range) ÷ totalSessions, 2 decimals. Rates are 0 when there is no session. `compare=previous` adds `previous` with the same figures for the equally long period just before."))
-            .own_query(MAIN)
-            .data(schema::stats_main),
-        Route::new(M::GET, "/websites/{id}/stats/timeseries", Account, "Figures per hour, day, week or month", h!(stats::timeseries))
-            .describe(concat_rules!("`interval` is hour, day, week or month (default hour for at most 2 days, else day; hour for at most 31 days). Every bucket is present, zero-filled. Per bucket: totalPageviews, the counted pageviews whose time is in it; uniqueVisitors, the distinct visitors among them; totalSessions, the selected sessions whose first pageview is in it; bounceRate, the share of those with exactly one pageview in percent (2 decimals); avgSessionDuration, their mean duration (last activity − first activity) in seconds (1 decimal). `date` is YYYY-MM-DD (week: its Monday, month: the 1st) or, for hours, the local time with its offset; a daylight-saving day has 23 or 25 hours. With interval=day, uniqueVisitors is the DAU."))
-            .own_query(SERIES)
-            .data(schema::stats_series),
+        Route::new(M::GET, at("main"), access, "Headline figures of a period", h!(stats::main))
+            .describe(with_rules("uniqueVisitors: distinct visitors among the counted pageviews. totalPageviews: pageviews whose time is in the range and whose session is selected. totalSessions: selected sessions whose time is in the range. bounceRate: of those, the share with exactly one pageview in the whole session, in percent with 2 decimals. avgSessionDuration: their mean duration (last activity − first activity, heartbeats included) in seconds with 1 decimal. viewsPerSession: all pageviews of those sessions (also after the range) ÷ totalSessions, 2 decimals. Rates are 0 when there is no session. `compare=previous` adds `previous` with the same figures for the equally long period just before."))
+            .own_query(with(&range, &["compare"]))
+            .data(openapi::schema_of::<crate::stats::Main>),
+        Route::new(M::GET, at("timeseries"), access, "Figures per hour, day, week or month", h!(stats::timeseries))
+            .describe(with_rules("`interval` is hour, day, week or month (default hour for at most 2 days, else day; hour for at most 31 days). Every bucket is present, zero-filled. Per bucket: totalPageviews, the counted pageviews whose time is in it; uniqueVisitors, the distinct visitors among them; totalSessions, the selected sessions whose first pageview is in it; bounceRate, the share of those with exactly one pageview in percent (2 decimals); avgSessionDuration, their mean duration (last activity − first activity) in seconds (1 decimal). `date` is YYYY-MM-DD (week: its Monday, month: the 1st) or, for hours, the local time with its offset; a daylight-saving day has 23 or 25 hours. With interval=day, uniqueVisitors is the DAU."))
+            .own_query(with(&range, &["interval"]))
+            .data(openapi::schema_of::<Vec<crate::stats::Bucket>>),
     ];
-    /// A breakdown's route: its path, summary, what it groups, parameters and row schema.
-    macro_rules! breakdown {
-        ($name:literal, $summary:literal, $shape:literal, $query:expr, $data:ident) => {
-            Route::new(M::GET, concat!("/websites/{id}/stats/", $name), Account, $summary, h!(stats::breakdown))
-                .describe(concat!($shape, " Rows sort by uniqueVisitors descending, then value ascending (null first), and are paginated. percentage = the row's uniqueVisitors ÷ main's uniqueVisitors with the same filters × 100, 2 decimals. ", session_rules!()))
-                .own_query($query)
-                .data(schema::$data)
+    for report in Report::ALL {
+        let (summary, shape) = report.describe();
+        let extra: &[&'static str] = if report == Report::EventProps {
+            &["prop", "limit", "page"]
+        } else {
+            &["limit", "page"]
         };
+        let handler: Handler = Arc::new(move |ctx| Box::pin(stats::breakdown(ctx, report)));
+        routes.push(
+            Route::new(M::GET, at(report.path()), access, summary, handler)
+                .describe(format!("{shape} Rows sort by uniqueVisitors descending, then value ascending (null first), and are paginated. percentage = the row's uniqueVisitors ÷ main's uniqueVisitors with the same filters × 100, 2 decimals. {SESSION_RULES}"))
+                .own_query(with(&range, extra))
+                .data(openapi::rows_schema(report.counts())),
+        );
     }
-    routes.extend([
-        breakdown!("pages", "Pages by unique visitors", "Groups the counted pageviews by path: uniqueVisitors and totalPageviews per path.", BREAKDOWN, stats_pages),
-        breakdown!("hostnames", "Hostnames by unique visitors", "Groups the counted pageviews by hostname.", BREAKDOWN, stats_pages),
-        breakdown!("entry-pages", "Entry pages", "Groups the counted sessions by their first pageview's path: uniqueVisitors (distinct visitors of the group's sessions), totalSessions and bounceRate per value.", BREAKDOWN, stats_sessions),
-        breakdown!("exit-pages", "Exit pages", "Groups the counted sessions by their last pageview's path.", BREAKDOWN, stats_sessions),
-        breakdown!("referrers", "Referrers", "Groups the counted sessions by referrer host; null is direct traffic.", BREAKDOWN, stats_sessions),
-        breakdown!("utm-sources", "UTM sources", "Groups the counted sessions by utm_source; null is not set.", BREAKDOWN, stats_sessions),
-        breakdown!("utm-mediums", "UTM mediums", "Groups the counted sessions by utm_medium; null is not set.", BREAKDOWN, stats_sessions),
-        breakdown!("utm-campaigns", "UTM campaigns", "Groups the counted sessions by utm_campaign; null is not set.", BREAKDOWN, stats_sessions),
-        breakdown!("utm-terms", "UTM terms", "Groups the counted sessions by utm_term; null is not set.", BREAKDOWN, stats_sessions),
-        breakdown!("utm-contents", "UTM contents", "Groups the counted sessions by utm_content; null is not set.", BREAKDOWN, stats_sessions),
-        breakdown!("countries", "Countries", "Groups the counted sessions by country (ISO 3166-1 alpha-2); null is unknown.", BREAKDOWN, stats_sessions),
-        breakdown!("browsers", "Browsers", "Groups the counted sessions by browser.", BREAKDOWN, stats_sessions),
-        breakdown!("os", "Operating systems", "Groups the counted sessions by operating system.", BREAKDOWN, stats_sessions),
-        breakdown!("devices", "Devices", "Groups the counted sessions by device: desktop, mobile, tablet.", BREAKDOWN, stats_sessions),
-        breakdown!("languages", "Languages", "Groups the counted sessions by browser language.", BREAKDOWN, stats_sessions),
-        breakdown!("screens", "Screen sizes", "Groups the counted sessions by screen class: xs (< 576 px), sm (576–767), md (768–991), lg (992–1439), xl (≥ 1440).", BREAKDOWN, stats_sessions),
-        breakdown!("events", "Custom events", "Groups the events whose time is in the range by name: totalEvents and uniqueVisitors (distinct visitors who sent them). Without filters every event counts (also of visitors without a pageview, such as server-side events); with filters only those of selected sessions.", BREAKDOWN, stats_events),
-        breakdown!("event-props", "Values of one property of one event", "`event` (the event's name) and `prop` (a property key) are required; groups that event's events (counted as for `events`) by the property's value, null for events without it. Here `event` selects no sessions.", EVENT_PROPS, stats_events),
-    ]);
     routes.push(
-        Route::new(M::GET, "/websites/{id}/stats/realtime", Account, "Visitors active right now", h!(stats::realtime))
+        Route::new(M::GET, at("realtime"), access, "Visitors active right now", h!(stats::realtime))
             .describe("activeVisitors: distinct visitors with any activity (pageview, event, heartbeat) in the last 30 seconds (an activity exactly 30 s old counts). pages: the top 10 paths by active visitors, each visitor under the path of their session's latest pageview. Ignores `from` and `to`; takes no filters.")
-            .own_query(REALTIME)
-            .data(schema::stats_realtime),
+            .own_query(range)
+            .data(openapi::schema_of::<crate::stats::realtime::Realtime>),
     );
     routes.push(
         Route::new(
             M::GET,
-            live::PATH,
+            at("realtime/stream"),
             Access::Session,
             "The realtime figures, pushed as they change",
             h!(live::stream),
         )
         .describe(live::DESCRIPTION)
-        .data(schema::stats_realtime),
+        .data(openapi::schema_of::<crate::stats::realtime::Realtime>),
     );
     routes.push(
-        Route::new(M::GET, "/websites/{id}/stats/active-users", Account, "Daily, weekly and monthly active visitors", h!(stats::active_users))
-            .describe(concat_rules!("dau, wau, mau: distinct visitors with a counted pageview on `date` (default today), in the 7 and in the 30 days ending on it. In cookieless mode a visitor's id changes at local midnight, so wau and mau count a person once per day they came; cookie mode gives true figures."))
-            .own_query(ACTIVE)
-            .data(schema::stats_active),
+        Route::new(M::GET, at("active-users"), access, "Daily, weekly and monthly active visitors", h!(stats::active_users))
+            .describe(with_rules("dau, wau, mau: distinct visitors with a counted pageview on `date` (default today), in the 7 and in the 30 days ending on it. In cookieless mode a visitor's id changes at local midnight, so wau and mau count a person once per day they came; cookie mode gives true figures."))
+            .own_query(with(&["date", "timezone"], &[]))
+            .data(openapi::schema_of::<crate::stats::ActiveUsers>),
     );
     routes
 }
 
-/// A handler's successful answer; the dispatcher wraps `data` in the envelope.
+/// What a successful answer sends.
+pub enum Body {
+    /// `data` of the envelope.
+    Data(Value),
+    /// A JSON document sent as it is, without the envelope (the OpenAPI document).
+    Bare(Value),
+    /// A response streamed as it is (the live stream, the export).
+    Stream(Response),
+}
+
+/// A handler's successful answer; the dispatcher wraps `Data` in the envelope.
 pub struct Answer {
     pub status: StatusCode,
-    pub data: Value,
+    pub body: Body,
     /// Extra `meta` members, such as `pagination`.
     pub meta: Map<String, Value>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// Sent as it is, without the envelope (the OpenAPI document).
-    pub bare: bool,
-    /// A response streamed as it is (the live stream); `data` is then unused.
-    pub stream: Option<Response>,
 }
 
 impl Answer {
@@ -344,32 +344,24 @@ impl Answer {
     pub fn with_status(status: StatusCode, data: impl Serialize) -> Result<Answer> {
         let data = serde_json::to_value(data)
             .map_err(|e| Error::Internal(format!("serialising an answer: {e}")))?;
-        Ok(Answer {
+        Ok(Self::of(status, Body::Data(data)))
+    }
+
+    fn of(status: StatusCode, body: Body) -> Answer {
+        Answer {
             status,
-            data,
+            body,
             meta: Map::new(),
             headers: Vec::new(),
-            bare: false,
-            stream: None,
-        })
+        }
     }
 
     pub fn bare(document: Value) -> Answer {
-        Answer {
-            status: StatusCode::OK,
-            data: document,
-            meta: Map::new(),
-            headers: Vec::new(),
-            bare: true,
-            stream: None,
-        }
+        Self::of(StatusCode::OK, Body::Bare(document))
     }
 
     pub fn stream(response: Response) -> Answer {
-        Answer {
-            stream: Some(response),
-            ..Answer::bare(Value::Null)
-        }
+        Self::of(StatusCode::OK, Body::Stream(response))
     }
 
     pub fn header(mut self, name: HeaderName, value: &str) -> Answer {
@@ -391,9 +383,8 @@ pub type BodyStream = Pin<Box<dyn Stream<Item = std::result::Result<Bytes, warp:
 pub struct Ctx {
     pub app: App,
     pub headers: HeaderMap,
-    /// The route's path template, such as `/websites/{id}/stats/pages`.
-    pub route: &'static str,
-    pub params: Vec<(&'static str, String)>,
+    /// The path's `{name}` segments, percent-decoded.
+    pub params: Vec<(String, String)>,
     pub query: Vec<(String, String)>,
     /// Unknown query parameters, for a route that lists them with its own problems.
     pub query_errors: Vec<String>,
@@ -420,43 +411,16 @@ impl Ctx {
         Ok(self.caller()?.account().id.clone())
     }
 
-    /// `limit` (default 10, 1–1000) and `page` (1-based) of a paginated list (SPEC 2.3).
+    /// `limit` (default 10, 1–1000) and `page` (1-based) of a paginated list (docs/api.md,
+    /// "Common rules").
     pub fn pagination(&self) -> Result<(i64, i64)> {
         let mut errors = Vec::new();
-        let limit = match self.query_value("limit") {
-            None => 10,
-            Some(v) => match v.parse::<i64>() {
-                Ok(n) if (1..=1000).contains(&n) => n,
-                _ => {
-                    errors.push("limit: must be an integer between 1 and 1000".to_string());
-                    10
-                }
-            },
-        };
-        let page = match self.query_value("page") {
-            None => 1,
-            Some(v) => match v.parse::<i64>() {
-                Ok(n) if (1..=1_000_000).contains(&n) => n,
-                _ => {
-                    errors.push("page: must be an integer between 1 and 1000000".to_string());
-                    1
-                }
-            },
-        };
+        let page = query::page(&self.query, &mut errors);
         if errors.is_empty() {
-            Ok((limit, page))
+            Ok((i64::from(page.limit), i64::from(page.number)))
         } else {
             Err(Error::invalid_all(errors))
         }
-    }
-
-    /// A query parameter's value (the last one wins).
-    pub fn query_value(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
     }
 
     pub fn param(&self, name: &str) -> &str {
@@ -482,39 +446,80 @@ impl Ctx {
     }
 }
 
+/// A path's `{name}` segments, decoded.
+pub type Params = Vec<(String, String)>;
+
+/// The API's routes and the router built from them.
+pub struct Api {
+    routes: Vec<Route>,
+    /// Each path template to the indices of its routes (one per method).
+    router: matchit::Router<Vec<usize>>,
+}
+
+impl Api {
+    pub fn new(routes: Vec<Route>) -> Api {
+        let mut by_path: Vec<(String, Vec<usize>)> = Vec::new();
+        for (i, route) in routes.iter().enumerate() {
+            match by_path.iter_mut().find(|(p, _)| p.as_str() == route.path) {
+                Some((_, indices)) => indices.push(i),
+                None => by_path.push((route.path.to_string(), vec![i])),
+            }
+        }
+        let mut router = matchit::Router::new();
+        for (path, indices) in by_path {
+            if let Err(e) = router.insert(path.clone(), indices) {
+                panic!("the route table has a conflicting path {path}: {e}");
+            }
+        }
+        Api { routes, router }
+    }
+
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// The routes of `path` (relative to `/api/v1`) and its decoded `{name}` segments; the
+    /// path comes first, so an unknown path is never a 405.
+    fn find(&self, path: &str) -> Option<(Vec<&Route>, Params)> {
+        let found = self.router.at(path).ok()?;
+        let params: Option<Vec<(String, String)>> = found
+            .params
+            .iter()
+            .map(|(name, raw)| {
+                let value = percent_encoding::percent_decode_str(raw)
+                    .decode_utf8_lossy()
+                    .into_owned();
+                (!value.is_empty()).then(|| (name.to_string(), value))
+            })
+            .collect();
+        let routes = found.value.iter().map(|&i| &self.routes[i]).collect();
+        Some((routes, params?))
+    }
+}
+
 pub fn filter(app: App) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
-    let table: &'static [Route] = Box::leak(table().into_boxed_slice());
+    let api = Arc::new(Api::new(table()));
     let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
     warp::path("api")
         .and(warp::path("v1"))
-        .and(warp::path::tail())
+        .and(warp::path::full())
         .and(warp::method())
         .and(warp::header::headers_cloned())
         .and(raw_query)
         .and(warp::ext::optional::<PeerAddr>())
         .and(warp::body::stream().map(boxed_body))
         .then(
-            move |tail: warp::path::Tail,
+            move |full: warp::path::FullPath,
                   method: Method,
                   headers: HeaderMap,
                   query: String,
                   peer: Option<PeerAddr>,
                   body: BodyStream| {
                 let app = app.clone();
+                let api = Arc::clone(&api);
                 let peer = peer.map_or(SocketAddr::from(([127, 0, 0, 1], 0)), |p| p.0);
-                async move {
-                    dispatch(
-                        table,
-                        app,
-                        tail.as_str().to_string(),
-                        method,
-                        headers,
-                        query,
-                        peer,
-                        body,
-                    )
-                    .await
-                }
+                let path = full.as_str().strip_prefix(BASE).unwrap_or("").to_string();
+                async move { dispatch(&api, app, &path, method, headers, query, peer, body).await }
             },
         )
 }
@@ -527,69 +532,37 @@ where
     Box::pin(stream.map_ok(|mut buf| buf.copy_to_bytes(buf.remaining())))
 }
 
-/// Finds the route for a path, matching `{name}` segments; the path comes first.
-fn match_path<'t>(table: &'t [Route], path: &str) -> Vec<(&'t Route, Vec<(&'static str, String)>)> {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    table
-        .iter()
-        .filter_map(|route| {
-            let template: Vec<&'static str> =
-                route.path.trim_start_matches('/').split('/').collect();
-            if template.len() != segments.len() {
-                return None;
-            }
-            let mut params = Vec::new();
-            for (t, s) in template.iter().zip(&segments) {
-                if let Some(name) = t.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
-                    if s.is_empty() {
-                        return None;
-                    }
-                    let value = percent_decode(s)?;
-                    params.push((name, value));
-                } else if t != s {
-                    return None;
-                }
-            }
-            Some((route, params))
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-}
-
 fn is_state_changing(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn dispatch(
-    table: &'static [Route],
+    api: &Api,
     app: App,
-    path: String,
+    path: &str,
     method: Method,
     headers: HeaderMap,
     raw_query: String,
     peer: SocketAddr,
     body: BodyStream,
 ) -> Response {
-    let candidates = match_path(table, &path);
-    let Some((route, params)) = candidates
+    let (candidates, params) = api.find(path).unwrap_or_default();
+    let Some(route) = candidates
         .iter()
-        .find(|(r, _)| r.method == method || (method == Method::HEAD && r.method == Method::GET))
-        .map(|(r, p)| (*r, p.clone()))
+        .copied()
+        .find(|r| r.method == method || (method == Method::HEAD && r.method == Method::GET))
     else {
-        let (template, err) = if candidates.is_empty() {
-            ("(unmatched)", Error::NotFound("No such API route".into()))
-        } else {
-            (candidates[0].0.path, Error::MethodNotAllowed)
+        let (template, err) = match candidates.first() {
+            None => (
+                Cow::Borrowed("(unmatched)"),
+                Error::NotFound("No such API route".into()),
+            ),
+            Some(r) => (r.path.clone(), Error::MethodNotAllowed),
         };
         let mut resp = error_response(&err);
         if !candidates.is_empty() {
-            let allow: Vec<&str> = candidates.iter().map(|(r, _)| r.method.as_str()).collect();
+            let allow: Vec<&str> = candidates.iter().map(|r| r.method.as_str()).collect();
             if let Ok(v) = HeaderValue::from_str(&allow.join(", ")) {
                 resp.headers_mut().insert(header::ALLOW, v);
             }
@@ -613,30 +586,31 @@ async fn dispatch(
     )
     .await;
     let mut resp = match outcome {
-        Ok(Answer {
-            stream: Some(resp), ..
-        }) => resp,
-        Ok(answer) if answer.bare => json_response(answer.status, &answer.data),
-        Ok(answer) => {
-            let mut meta = answer.meta;
-            meta.insert("status".into(), json!(answer.status.as_u16()));
-            let body = json!({"success": true, "data": answer.data, "meta": meta});
-            let mut resp = json_response(answer.status, &body);
-            for (name, value) in answer.headers {
-                resp.headers_mut().append(name, value);
+        Ok(answer) => match answer.body {
+            Body::Stream(resp) => resp,
+            Body::Bare(document) => json_response(answer.status, &document),
+            Body::Data(data) => {
+                let mut meta = answer.meta;
+                meta.insert("status".into(), json!(answer.status.as_u16()));
+                let body = json!({"success": true, "data": data, "meta": meta});
+                let mut resp = json_response(answer.status, &body);
+                for (name, value) in answer.headers {
+                    resp.headers_mut().append(name, value);
+                }
+                resp
             }
-            resp
-        }
+        },
         Err(err) => {
             // A refusal (503) is expected and logged where it arises, once per interval.
             if err.status() == StatusCode::INTERNAL_SERVER_ERROR {
-                tracing::error!(route = route.path, error = %err, "request failed");
+                tracing::error!(route = %route.path, error = %err, "request failed");
             }
             error_response(&err)
         }
     };
     rate_headers(&mut resp, budget);
-    resp.extensions_mut().insert(RouteTemplate(route.path));
+    resp.extensions_mut()
+        .insert(RouteTemplate(route.path.clone()));
     resp
 }
 
@@ -644,8 +618,8 @@ async fn dispatch(
 /// (so every protected route answers 401 without a key), the budget before any work.
 #[allow(clippy::too_many_arguments)]
 async fn handle(
-    route: &'static Route,
-    params: Vec<(&'static str, String)>,
+    route: &Route,
+    params: Vec<(String, String)>,
     app: &App,
     method: Method,
     headers: HeaderMap,
@@ -703,14 +677,13 @@ async fn handle(
     }
     // A route that checks its own parameters reports unknown ones with its other problems.
     let (query, query_errors) = if route.checks_query {
-        read_query(&raw_query, route.query)
+        read_query(&raw_query, &route.query)
     } else {
-        (parse_query(&raw_query, route.query)?, Vec::new())
+        (parse_query(&raw_query, &route.query)?, Vec::new())
     };
     let ctx = Ctx {
         app: app.clone(),
         headers,
-        route: route.path,
         params,
         query,
         query_errors,
@@ -849,11 +822,28 @@ mod tests {
 
     #[test]
     fn paths_match_before_methods() {
-        let table = table();
-        assert!(match_path(&table, "/nope").is_empty());
-        let found = match_path(&table, "/auth/login");
+        let api = Api::new(table());
+        assert!(api.find("/nope").is_none());
+        let (found, _) = api.find("/auth/login").unwrap();
         assert_eq!(found.len(), 1);
-        assert_eq!(found[0].0.method, Method::POST);
+        assert_eq!(found[0].method, Method::POST);
+        let (found, params) = api.find("/websites/a%20b%2Bc/stats/pages").unwrap();
+        assert_eq!(found[0].path, "/websites/{id}/stats/pages");
+        assert_eq!(params, [("id".to_string(), "a b+c".to_string())]);
+        assert!(api.find("/websites/x/stats/no-such-report").is_none());
+    }
+
+    #[test]
+    fn the_statistics_mount_again_under_another_prefix() {
+        let api = Api::new(stats_routes("/elsewhere/{id}/figures", Access::Session));
+        for report in Report::ALL {
+            let (found, params) = api
+                .find(&format!("/elsewhere/abc/figures/{}", report.path()))
+                .expect("routed");
+            assert_eq!(found[0].access, Access::Session);
+            assert_eq!(params, [("id".to_string(), "abc".to_string())]);
+        }
+        assert!(api.find("/websites/abc/stats/pages").is_none());
     }
 
     #[test]

@@ -2,11 +2,37 @@
 
 use serde_json::{Map, Value, json};
 
+use schemars::JsonSchema;
+
 use super::{Access, Answer, Ctx, Route, table};
 use crate::error::Result;
+use crate::stats::dimension::{Counts, Dimension};
 
 pub async fn serve(ctx: Ctx) -> Result<Answer> {
     Ok(Answer::bare(document(&table(), &ctx.app.config.public_url)))
+}
+
+/// The JSON schema of what `T` serialises to, without references (OpenAPI 3.1 takes JSON
+/// Schema 2020-12): the answers' schemas come from the types that write them.
+pub fn schema_of<T: JsonSchema>() -> Value {
+    let generator = schemars::generate::SchemaSettings::draft2020_12()
+        .with(|s| s.inline_subschemas = true)
+        .into_generator();
+    let mut schema = generator.into_root_schema_for::<T>().to_value();
+    if let Some(map) = schema.as_object_mut() {
+        map.remove("$schema");
+        map.remove("title");
+    }
+    schema
+}
+
+/// The schema of a page of breakdown rows of each shape.
+pub fn rows_schema(counts: Counts) -> fn() -> Value {
+    match counts {
+        Counts::Pageviews => schema_of::<Vec<crate::stats::PageviewRow>>,
+        Counts::Sessions => schema_of::<Vec<crate::stats::SessionRow>>,
+        Counts::Events => schema_of::<Vec<crate::stats::EventRow>>,
+    }
 }
 
 /// What a query parameter means, once for every route that takes it.
@@ -52,12 +78,8 @@ fn query_param(name: &str) -> Value {
             "The event property to break down by (required on event-props)",
             json!({"type": "string", "minLength": 1}),
         ),
-        "event" => (
-            "Filter: sessions with an event of this name, `(none)` for sessions without any event; on event-props, the event to break down (required)",
-            json!({"type": "string", "minLength": 1}),
-        ),
-        f if crate::stats::FILTERS.contains(&f) => (
-            "Filter by this value, exact match; `(none)` selects the empty value",
+        f if let Some(dimension) = Dimension::from_param(f) => (
+            dimension.describe(),
             json!({"type": "string", "minLength": 1}),
         ),
         _ => ("", json!({"type": "string"})),

@@ -1,23 +1,26 @@
-//! `/websites/{id}/stats/*`: the statistics (SPEC 2.6). Parameters are checked here, all
-//! problems at once; the figures come from `crate::stats`.
+//! `/websites/{id}/stats/*`: the statistics (docs/api.md, "Statistics"). The query string
+//! becomes typed values here (`query.rs`), every problem at once; the figures come from
+//! `crate::stats`.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
+use super::query::{self, Pairs};
 use super::{Answer, Ctx};
 use crate::error::{Error, Result};
-use crate::stats::{self, EventProp, Request, param, period};
+use crate::stats::dimension::Report;
+use crate::stats::{self, query::Query};
 use crate::time::now_ms;
-use crate::websites;
+use crate::websites::{self, SiteNum};
 
 /// The website's number and time zone, after checking the caller may see it.
-fn website(ctx: &Ctx) -> Result<impl Future<Output = Result<(i64, String)>> + Send + use<>> {
+fn website(ctx: &Ctx) -> Result<impl Future<Output = Result<(SiteNum, String)>> + Send + use<>> {
     let account_id = ctx.account_id()?;
     let id = ctx.param("id").to_string();
     let db = ctx.app.db.clone();
     Ok(async move {
         db.read(move |c| {
             let site = websites::owned(c, &account_id, &id)?;
-            let num = stats::site_number(c, &site.id)?
+            let num = websites::site_number(c, site.id)?
                 .ok_or_else(|| Error::NotFound("Website not found".into()))?;
             Ok((num, site.timezone))
         })
@@ -25,21 +28,23 @@ fn website(ctx: &Ctx) -> Result<impl Future<Output = Result<(i64, String)>> + Se
     })
 }
 
-/// Checks the common parameters; answers the problems found for the handler to add its own.
-async fn request(
-    website: impl Future<Output = Result<(i64, String)>>,
-    query: &[(String, String)],
-    unknown: &[String],
-) -> Result<(Request, Vec<String>)> {
-    let (site, zone) = website.await?;
-    let mut errors = unknown.to_vec();
-    let req = Request::parse(site, &zone, query, now_ms(), &mut errors);
-    Ok((req, errors))
+/// The website and the common parameters; the problems found so far for the handler to add
+/// its own to.
+fn request(
+    ctx: &Ctx,
+) -> Result<impl Future<Output = Result<(SiteNum, Query, Vec<String>)>> + Send + use<>> {
+    let website = website(ctx)?;
+    let (pairs, mut errors) = (ctx.query.clone(), ctx.query_errors.clone());
+    Ok(async move {
+        let (site, zone) = website.await?;
+        let q = query::query(&pairs, &zone, now_ms(), &mut errors);
+        Ok((site, q, errors))
+    })
 }
 
-fn answer(data: Value, req: &Request) -> Result<Answer> {
+fn answer(data: impl serde::Serialize, q: &Query) -> Result<Answer> {
     let mut answer = Answer::ok(data)?;
-    answer.meta.extend(req.meta());
+    answer.meta.extend(query::meta(q));
     Ok(answer)
 }
 
@@ -51,90 +56,62 @@ fn done(errors: Vec<String>) -> Result<()> {
     }
 }
 
+fn pairs(ctx: &Ctx) -> &Pairs {
+    &ctx.query
+}
+
 pub async fn main(ctx: Ctx) -> Result<Answer> {
-    let (req, mut errors) = request(website(&ctx)?, &ctx.query, &ctx.query_errors).await?;
-    let compare = match param(&ctx.query, "compare") {
-        None => false,
-        Some("previous") => true,
-        Some(_) => {
-            errors.push("compare: must be \"previous\"".into());
-            false
-        }
-    };
+    let (site, q, mut errors) = request(&ctx)?.await?;
+    let compare = query::compare(pairs(&ctx), &mut errors);
     done(errors)?;
-    let r = req.clone();
+    let r = q.clone();
     let data = ctx
         .app
         .db
-        .read(move |c| stats::main(c, &r, compare))
+        .read(move |c| stats::main(c, site, &r, compare))
         .await?;
-    answer(data, &req)
+    answer(data, &q)
 }
 
 pub async fn timeseries(ctx: Ctx) -> Result<Answer> {
-    let (req, mut errors) = request(website(&ctx)?, &ctx.query, &ctx.query_errors).await?;
-    let interval = stats::interval(param(&ctx.query, "interval"), &req.period, &mut errors);
+    let (site, q, mut errors) = request(&ctx)?.await?;
+    let interval = query::interval(pairs(&ctx), &q.period, &mut errors);
     done(errors)?;
-    let r = req.clone();
+    let r = q.clone();
     let data = ctx
         .app
         .db
-        .read(move |c| stats::timeseries(c, &r, interval))
+        .read(move |c| stats::timeseries(c, site, &r, interval))
         .await?;
-    Ok(answer(data, &req)?.meta("interval", json!(interval.as_str())))
+    Ok(answer(data, &q)?.meta("interval", json!(interval.as_str())))
 }
 
-pub async fn breakdown(ctx: Ctx) -> Result<Answer> {
-    let (req, mut errors) = request(website(&ctx)?, &ctx.query, &ctx.query_errors).await?;
-    let (limit, page) = match ctx.pagination() {
-        Ok(p) => p,
-        Err(Error::Invalid { errors: e, .. }) => {
-            errors.extend(e);
-            (10, 1)
-        }
-        Err(e) => return Err(e),
-    };
-    let name = ctx.route.rsplit('/').next().unwrap_or_default().to_string();
-    let event_prop = if name == "event-props" {
-        let mut required = |field: &str| {
-            let value = param(&ctx.query, field).unwrap_or_default().to_string();
-            if value.is_empty() {
-                errors.push(format!("{field}: is required"));
-            }
-            value
-        };
-        let event = required("event");
-        let prop = required("prop");
-        Some(EventProp { event, prop })
-    } else {
-        None
-    };
+pub async fn breakdown(ctx: Ctx, report: Report) -> Result<Answer> {
+    let (site, mut q, mut errors) = request(&ctx)?.await?;
+    let page = query::page(pairs(&ctx), &mut errors);
+    let echo = q.clone();
+    let event_prop =
+        (report == Report::EventProps).then(|| query::event_prop(pairs(&ctx), &mut q, &mut errors));
     done(errors)?;
-    let mut r = req.clone();
-    if event_prop.is_some() {
-        // Here `event` names the event to break down; it selects no sessions.
-        r.filters.retain(|(k, _)| k != "event");
-    }
-    let (data, more) = ctx
+    let rows = ctx
         .app
         .db
-        .read(move |c| stats::breakdown(c, &r, &name, event_prop.as_ref(), limit, page))
+        .read(move |c| stats::breakdown(c, site, &q, report, event_prop.as_ref(), page))
         .await?;
-    Ok(answer(data, &req)?.meta(
+    Ok(answer(rows.rows, &echo)?.meta(
         "pagination",
-        json!({"page": page, "limit": limit, "hasMore": more}),
+        json!({"page": page.number, "limit": page.limit, "hasMore": rows.has_more}),
     ))
 }
 
 pub async fn realtime(ctx: Ctx) -> Result<Answer> {
-    let (req, errors) = request(website(&ctx)?, &ctx.query, &ctx.query_errors).await?;
+    let (site, _, errors) = request(&ctx)?.await?;
     done(errors)?;
-    let store = ctx.app.ingest.store.clone();
-    let site = req.site;
+    let recent = ctx.app.recent.clone();
     let data = ctx
         .app
         .db
-        .read(move |c| stats::realtime::realtime(c, &store.recent, site, now_ms()))
+        .read(move |c| stats::realtime::realtime(c, &recent, site, now_ms()))
         .await?;
     Answer::ok(data)
 }
@@ -142,29 +119,18 @@ pub async fn realtime(ctx: Ctx) -> Result<Answer> {
 pub async fn active_users(ctx: Ctx) -> Result<Answer> {
     let (site, zone) = website(&ctx)?.await?;
     let mut errors = ctx.query_errors.clone();
-    let (tz, timezone) = stats::zone(&ctx.query, &zone, &mut errors);
-    let date = match param(&ctx.query, "date") {
-        None => Some(period::today(&tz, now_ms())),
-        Some(raw) => {
-            let d = stats::parse_date(raw);
-            if d.is_none() {
-                errors.push("date: must be a date YYYY-MM-DD".into());
-            }
-            d
-        }
-    };
-    let filters = stats::given_filters(&ctx.query, &mut errors);
+    let (tz, timezone) = query::zone(pairs(&ctx), &zone, &mut errors);
+    let date = query::date(pairs(&ctx), &tz, now_ms(), &mut errors);
+    let filters = query::filters(pairs(&ctx), &mut errors);
     done(errors)?;
-    let date = date.unwrap_or_default();
     let given = filters.clone();
-    let zone = tz.clone();
     let data = ctx
         .app
         .db
-        .read(move |c| stats::active_users(c, site, date, &zone, &given))
+        .read(move |c| stats::active_users(c, site, date, &tz, &given))
         .await?;
     Ok(Answer::ok(data)?
         .meta("date", json!(date.to_string()))
         .meta("timezone", json!(timezone))
-        .meta("filters", stats::filters_meta(&filters)))
+        .meta("filters", query::filters_meta(&filters)))
 }
