@@ -21,7 +21,7 @@ use crate::time::now_ms;
 /// starts a new one).
 pub const VISIT_GAP_MS: i64 = 30 * 60 * 1000;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
     Pageview,
     Event,
@@ -29,6 +29,8 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Pageview, Kind::Event, Kind::Heartbeat];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Pageview => "pageview",
