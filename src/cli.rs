@@ -499,7 +499,7 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<()> {
     let metrics = Arc::new(Metrics::new());
     {
         let metrics = Arc::clone(&metrics);
-        db.observe_commits(Arc::new(move |d| metrics.commit_latency().observe(d)));
+        db.observe_commits(Arc::new(move |d| metrics.observe_commit(d)));
     }
     tracing::info!(geoip = %geo.describe(), "country database");
     let ingest = Arc::new(Ingest::new(

@@ -97,8 +97,8 @@ pub fn import_body(data: &[u8]) {
     for (index, event) in events.iter().enumerate() {
         let checked = match pipeline::check_import(&SITE, DOMAIN, NOW_MS, index, event) {
             Ok(checked) => checked,
-            Err(reason) => {
-                assert!(!reason.is_empty());
+            Err(refusal) => {
+                assert!(!refusal.into_reason().is_empty());
                 continue;
             }
         };

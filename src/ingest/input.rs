@@ -220,7 +220,7 @@ fn read_props(r: &mut Reader<'_>) -> Option<String> {
 }
 
 /// Why an activity was deliberately not stored (`X-Jetrack-Dropped`, SPEC 3.2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Drop {
     Bot,
     UnknownWebsite,
@@ -230,6 +230,14 @@ pub enum Drop {
 }
 
 impl Drop {
+    pub const ALL: [Drop; 5] = [
+        Drop::Bot,
+        Drop::UnknownWebsite,
+        Drop::Hostname,
+        Drop::Quota,
+        Drop::Spam,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Drop::Bot => "bot",

@@ -28,7 +28,7 @@ use super::visitor::{self, Hit, RequestSalts, Visitors};
 use super::{bots, screen};
 use crate::db::{Db, Durability};
 use crate::error::{Error, Result};
-use crate::metrics::Metrics;
+use crate::metrics::{DropReason, Metrics};
 use crate::websites::SiteNum;
 
 /// Collect bodies are small (SPEC 3.2).
@@ -85,6 +85,33 @@ pub struct ImportAnswer {
 pub struct ImportDrop {
     pub index: usize,
     pub reason: String,
+}
+
+/// Why an imported event is not stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// For a reason collect has too.
+    Dropped(Drop),
+    /// Its fields are wrong; the message says which and how.
+    Invalid(String),
+}
+
+impl Refusal {
+    /// The reason given in the import's answer.
+    pub fn into_reason(self) -> String {
+        match self {
+            Refusal::Dropped(drop) => drop.as_str().into(),
+            Refusal::Invalid(message) => message,
+        }
+    }
+
+    /// The reason counted in `jetrack_ingest_dropped_total`.
+    pub fn metric(&self) -> DropReason {
+        match self {
+            Refusal::Dropped(drop) => DropReason::Dropped(*drop),
+            Refusal::Invalid(_) => DropReason::Invalid,
+        }
+    }
 }
 
 type VisitorLimiter = crate::auth::bounded::Limiter<u64>;
@@ -149,8 +176,8 @@ impl Ingest {
             .collect_checked(db, ip, user_agent, &common, website, visitor_id.as_deref())
             .await?;
         match outcome {
-            Outcome::Stored(kind) => self.metrics.accepted(kind.as_str(), 1),
-            Outcome::Dropped(reason) => self.metrics.dropped(reason.as_str(), 1),
+            Outcome::Stored(kind) => self.metrics.accepted(kind, 1),
+            Outcome::Dropped(reason) => self.metrics.dropped(reason.into(), 1),
         }
         Ok(outcome)
     }
@@ -243,23 +270,28 @@ impl Ingest {
             accepted: 0,
             dropped: Vec::new(),
         };
-        let mut counted: HashMap<&'static str, u64> = HashMap::new();
+        let mut counted: HashMap<Kind, u64> = HashMap::new();
+        let mut refused: Vec<DropReason> = Vec::new();
         for (index, event) in events.iter().enumerate() {
             match self
                 .import_one(db, &site, &mut salts, now, index, event)
                 .await?
             {
                 Ok(activity) => {
-                    *counted.entry(activity.kind.as_str()).or_default() += 1;
+                    *counted.entry(activity.kind).or_default() += 1;
                     activities.push(activity);
                 }
-                Err(reason) => answer.dropped.push(ImportDrop { index, reason }),
+                Err(refusal) => {
+                    refused.push(refusal.metric());
+                    let reason = refusal.into_reason();
+                    answer.dropped.push(ImportDrop { index, reason });
+                }
             }
         }
         answer.accepted = activities.len();
         let store = Arc::clone(&self.store);
         let num = site.num;
-        let pageviews = counted.get("pageview").copied().unwrap_or(0);
+        let pageviews = counted.get(&Kind::Pageview).copied().unwrap_or(0);
         let saved = answer.clone();
         let written = db
             .try_write(Durability::Normal, move |c| {
@@ -295,8 +327,8 @@ impl Ingest {
                 for (kind, n) in counted {
                     self.metrics.accepted(kind, n);
                 }
-                for drop in &answer.dropped {
-                    self.metrics.dropped(drop_metric(&drop.reason), 1);
+                for reason in refused {
+                    self.metrics.dropped(reason, 1);
                 }
                 Ok(answer)
             }
@@ -316,7 +348,7 @@ impl Ingest {
         now: i64,
         index: usize,
         event: &Value,
-    ) -> Result<std::result::Result<Activity, String>> {
+    ) -> Result<std::result::Result<Activity, Refusal>> {
         let checked = match check_import(&site.id, &site.domain, now, index, event) {
             Ok(checked) => checked,
             Err(reason) => return Ok(Err(reason)),
@@ -332,7 +364,7 @@ impl Ingest {
         } = checked;
         let user_agent = user_agent.as_deref();
         if common.kind == Kind::Pageview && !self.quotas.admit(db, &site.account_id).await? {
-            return Ok(Err(Drop::Quota.as_str().into()));
+            return Ok(Err(Refusal::Dropped(Drop::Quota)));
         }
         let visitor = match (named, ip, user_agent) {
             (Some(id), _, _) => id,
@@ -390,17 +422,19 @@ pub struct ImportChecked {
 
 /// The checks of the import's event number `index` that need no database, for website
 /// `site_id` on `domain` at server time `now` (UTC ms): the fields, the bots, the page's host,
-/// referrer spam and a given hostname. `Err` holds the reason reported for the event.
+/// referrer spam and a given hostname. `Err` says why the event is not stored.
 pub fn check_import(
     site_id: &Uuid,
     domain: &str,
     now: i64,
     index: usize,
     event: &Value,
-) -> std::result::Result<ImportChecked, String> {
+) -> std::result::Result<ImportChecked, Refusal> {
     let prefix = format!("events[{index}].");
     let Some(map) = event.as_object() else {
-        return Err(format!("events[{index}]: must be an object"));
+        return Err(Refusal::Invalid(format!(
+            "events[{index}]: must be an object"
+        )));
     };
     let mut r = Reader::new(map, &prefix);
     for field in map.keys() {
@@ -452,21 +486,21 @@ pub fn check_import(
         );
     }
     if !r.errors.is_empty() {
-        return Err(r.errors.join("; "));
+        return Err(Refusal::Invalid(r.errors.join("; ")));
     }
     let (Some(common), Some(at)) = (common, at) else {
-        return Err(format!("events[{index}]: invalid"));
+        return Err(Refusal::Invalid(format!("events[{index}]: invalid")));
     };
     if user_agent.is_some_and(bots::is_bot) {
-        return Err(Drop::Bot.as_str().into());
+        return Err(Refusal::Dropped(Drop::Bot));
     }
     let mut page = match input::page(&common, domain) {
         Ok(page) => page,
-        Err(reason) => return Err(reason.as_str().into()),
+        Err(reason) => return Err(Refusal::Dropped(reason)),
     };
     if let Some(hostname) = &given.hostname {
         if !super::referrer::host_matches(hostname, domain) {
-            return Err(Drop::Hostname.as_str().into());
+            return Err(Refusal::Dropped(Drop::Hostname));
         }
         page.hostname.clone_from(hostname);
     }
@@ -681,17 +715,6 @@ pub fn purge_idempotency(conn: &rusqlite::Connection, now_ms: i64) -> Result<usi
         "DELETE FROM idempotency WHERE created_at <= ?1",
         [now_ms - IDEMPOTENCY_MS],
     )?)
-}
-
-/// The metric label of an import drop: a drop reason, or `invalid` for a validation problem.
-fn drop_metric(reason: &str) -> &'static str {
-    match reason {
-        "bot" => "bot",
-        "hostname" => "hostname",
-        "quota" => "quota",
-        "spam" => "spam",
-        _ => "invalid",
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ use crate::websites::SiteNum;
 /// starts a new one).
 pub const VISIT_GAP_MS: i64 = 30 * 60 * 1000;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
     Pageview,
     Event,
@@ -30,6 +30,8 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Pageview, Kind::Event, Kind::Heartbeat];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Pageview => "pageview",

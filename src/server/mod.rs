@@ -253,18 +253,18 @@ fn finish(
             .entry(header::REFERRER_POLICY)
             .or_insert(HeaderValue::from_static("strict-origin-when-cross-origin"));
     }
-    let route: &str = match resp.extensions().get::<RouteTemplate>() {
-        Some(t) => &t.0,
-        None => "(unmatched)",
-    };
+    let route = resp
+        .extensions()
+        .get::<RouteTemplate>()
+        .map_or(std::borrow::Cow::Borrowed("(unmatched)"), |t| t.0.clone());
     let elapsed = started.elapsed();
     if let Some(metrics) = &extra.metrics {
-        metrics.observe_request(route, resp.status().as_u16(), elapsed);
+        metrics.observe_request(route.clone(), resp.status().as_u16(), elapsed);
     }
     tracing::info!(
         target: "jetrack::access",
         method = %method,
-        route,
+        route = %route,
         status = resp.status().as_u16(),
         ms = format_args!("{:.1}", elapsed.as_secs_f64() * 1000.0),
         "request"
